@@ -1,0 +1,37 @@
+"""python -m export NAME|all [--runs runs] [--portable] [--exporter dynamo|torchscript]"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from training.checkpoint import read_metadata
+from training.recipes import RECIPES
+from zoo.registry import PACKAGE_MODELS
+
+from .build import export_model, has_deformable
+from .onnx_export import EXPORTERS
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m export", description="Export trained checkpoints into the zoo.")
+    parser.add_argument("name", choices=[*RECIPES, "all"])
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs/)")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint to export instead of RUNS/NAME/model.safetensors")
+    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")
+    parser.add_argument("--data", help="ImageFolder root whose test/ split validates the export")
+    parser.add_argument("--exporter", choices=EXPORTERS, default="dynamo")
+    parser.add_argument("--portable", action="store_true",
+                        help="also write model-portable.onnx: deformable layers as GridSample + MatMul (no DeformConv)")
+    args = parser.parse_args(argv)
+    names = list(RECIPES) if args.name == "all" else [args.name]
+    for name in names:
+        checkpoint = args.checkpoint or args.runs / name / "model.safetensors"
+        if not checkpoint.is_file():
+            parser.error(f"{checkpoint} does not exist; train it first: python -m training {name}")
+        portable = args.portable or (args.name == "all" and has_deformable(read_metadata(checkpoint)))
+        folder = export_model(checkpoint, args.out, args.data, args.exporter, portable)
+        print(f"{name}: wrote {folder}")
+
+
+if __name__ == "__main__":
+    main()

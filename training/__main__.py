@@ -1,0 +1,32 @@
+"""python -m training NAME|all [--data PATH|cifar10] [--epochs N] [--out runs] [--fresh]"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from .recipes import RECIPES
+from .train import train
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train the zoo's models.")
+    parser.add_argument("name", choices=[*RECIPES, "all"], help="model to train, or all of them")
+    parser.add_argument("--data", help="ImageFolder root with train/ and test/, or 'cifar10' to download")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="where run folders go (default: runs/)")
+    parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an interrupted run")
+    parser.add_argument("--limit", type=int, help="train on this many images only (smoke tests)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs)")
+    args = parser.parse_args(argv)
+    for name in RECIPES if args.name == "all" else [args.name]:
+        recipe = RECIPES[name]
+        overrides = {k: v for k, v in (("data", args.data), ("epochs", args.epochs)) if v is not None}
+        run_dir = train(replace(recipe, **overrides), out=args.out, resume=not args.fresh, limit=args.limit,
+                        device=args.device, progress=not args.no_progress)
+        print(f"{name}: wrote {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

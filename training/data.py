@@ -1,0 +1,114 @@
+"""Data: image folders (or torchvision's CIFAR-10 download) decoded once into cached uint8 arrays.
+
+Images are decoded and resized with `zoo.preprocess`, the same code the runtime uses, and kept as
+uint8 NHWC arrays; the normalisation lives in the network (and so in the ONNX graph).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zoo.preprocess import prepare
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ZOO_CACHE", Path.home() / ".cache" / "zoo-training"))
+
+
+@dataclass
+class Split:
+    """One split of a labelled image set, decoded: images uint8 (N, H, W, 3), labels int64 (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> "Split":
+        return Split(self.images[keep], self.labels[keep], self.classes, self.source, self.fingerprint)
+
+
+def load_split(source: str, split: str, size: int) -> Split:
+    """Split `split` ("train" or "test") of `source` at `size`x`size`.
+
+    `source` is "cifar10" (torchvision's downloader, needs internet once) or a folder with
+    `train/` and `test/` in ImageFolder layout (e.g. ../shared/data/cifar10-jpeg).
+    """
+    if source == "cifar10":
+        return _load_torchvision_cifar10(split, size)
+    return _load_image_folder(Path(source) / split, size)
+
+
+def _folder_index(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder; expected an ImageFolder tree <root>/<class>/<image>.")
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    files = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in sorted((root / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not files:
+        raise FileNotFoundError(f"no images under {root}")
+    return classes, files
+
+
+def fingerprint_files(root: Path, files: list[tuple[Path, int]]) -> str:
+    """A digest of the file names, sizes and labels: changes whenever the data set does."""
+    digest = hashlib.sha256()
+    for path, label in files:
+        digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\0{label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _decode(job: tuple[str, int]) -> np.ndarray:
+    path, size = job
+    return prepare(path, size, size, "center-crop")
+
+
+def _load_image_folder(root: Path, size: int) -> Split:
+    classes, files = _folder_index(root)
+    fingerprint = fingerprint_files(root, files)
+    cached = cache_dir() / f"{root.name}-{fingerprint}-{size}"
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    if not (cached / "images.npy").is_file():
+        jobs = [(str(path), size) for path, _ in files]
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            images = np.stack(list(pool.map(_decode, jobs, chunksize=256)))
+        _save(cached, images, labels, classes, str(root))
+    images = np.load(cached / "images.npy", mmap_mode="r", allow_pickle=False)
+    return Split(np.ascontiguousarray(images), labels, classes, str(root), fingerprint)
+
+
+def _load_torchvision_cifar10(split: str, size: int) -> Split:
+    from torchvision.datasets import CIFAR10  # downloads once into the cache
+
+    dataset = CIFAR10(str(cache_dir() / "cifar10-download"), train=split == "train", download=True)
+    images = np.asarray(dataset.data, dtype=np.uint8)
+    if size != images.shape[1]:
+        images = np.stack([prepare(image, size, size, "center-crop") for image in images])
+    labels = np.asarray(dataset.targets, dtype=np.int64)
+    digest = hashlib.sha256(images[:: max(1, len(images) // 1000)].tobytes() + labels.tobytes()).hexdigest()[:16]
+    return Split(images, labels, CIFAR10_CLASSES, f"torchvision CIFAR10 ({split})", digest)
+
+
+def _save(folder: Path, images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], source: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / "images.partial.npy"
+    np.save(partial, images, allow_pickle=False)
+    (folder / "meta.json").write_text(json.dumps({"classes": classes, "source": source, "count": len(labels)}))
+    partial.rename(folder / "images.npy")  # atomic: an interrupted decode leaves no half cache

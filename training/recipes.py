@@ -1,0 +1,42 @@
+"""What `python -m training NAME` trains: architecture, data and schedule of every shipped model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Recipe:
+    name: str
+    arch: str
+    config: dict[str, Any]
+    task: str
+    description: str
+    data: str = "../shared/data/cifar10-jpeg"
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    augment: dict[str, Any] = field(default_factory=lambda: {"crop_padding": 4, "flip": True})
+    input_size: int = 32
+    robustness: bool = False
+
+
+# Both Q2 networks share one recipe so that the comparison is fair; only the convolution differs.
+_Q2 = dict(arch="small-cnn", task="image-classification", epochs=10, robustness=True)
+
+RECIPES: dict[str, Recipe] = {
+    "cnn": Recipe(
+        name="cnn",
+        config={"widths": [64, 128], "deformable": False},
+        description="Two Conv2d -> BatchNorm -> ReLU -> MaxPool blocks and one linear layer (the report's Q2 CNN).",
+        **_Q2,
+    ),
+    "deformable-cnn": Recipe(
+        name="deformable-cnn",
+        config={"widths": [64, 128], "deformable": True},
+        description="The same network with DeformConv2d in both blocks; a plain convolution predicts each block's offsets.",
+        **_Q2,
+    ),
+}

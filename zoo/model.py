@@ -1,0 +1,136 @@
+"""Model: one shipped ONNX model behind `predict` and `predict_batch`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .card import ModelCard
+from .errors import ImageError, ZooError
+from .preprocess import ImageInput, prepare
+from .registry import model_dir
+from .runtime import create_session, verify_files
+
+#: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
+CHUNK = 64
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model says about one input: the top label, its probability, and every label's probability."""
+
+    label: str
+    score: float
+    probs: dict[str, float]
+    changes: dict[str, float] | None = None
+    params: dict[str, float] | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"label": self.label, "score": self.score, "probs": self.probs}
+        if self.changes is not None:
+            out["changes"] = self.changes
+        if self.params is not None:
+            out["params"] = self.params
+        return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _classification(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
+    probs = _softmax(outputs[card.outputs[0]].astype(np.float64))
+    return [_from_probs(card.labels, row) for row in probs]
+
+
+def _from_probs(labels: Sequence[str], row: np.ndarray, **extra: object) -> Prediction:
+    best = int(np.argmax(row))
+    return Prediction(
+        label=labels[best],
+        score=float(row[best]),
+        probs={label: float(p) for label, p in zip(labels, row)},
+        **extra,
+    )
+
+
+#: How each task turns the graph's outputs into Predictions; a new task adds one function here.
+POSTPROCESS: dict[str, Callable[[ModelCard, dict[str, np.ndarray]], list[Prediction]]] = {
+    "image-classification": _classification,
+}
+
+
+class Model:
+    """A shipped model, loaded with its card, its files verified, on the chosen device."""
+
+    def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
+        self.folder = model_dir(name)
+        self.card = ModelCard.read(self.folder)
+        if self.card.task not in POSTPROCESS:
+            raise ZooError(
+                f"model {name!r} has task {self.card.task!r}, which this version of zoo cannot run "
+                f"(known: {sorted(POSTPROCESS)}); upgrade zoo."
+            )
+        verify_files(self.folder, self.card)
+        self.session, self.device = create_session(self.folder / "model.onnx", device, threads)
+        self._postprocess = POSTPROCESS[self.card.task]
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.card.labels
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, task={self.card.task!r}, device={self.device!r})"
+
+    def predict(self, *images: ImageInput) -> Prediction:
+        """Predict one input: one image, or as many images as the model has inputs (the changer: two)."""
+        if len(images) != len(self.card.inputs):
+            raise ImageError(
+                f"model {self.name!r} takes {len(self.card.inputs)} image(s) "
+                f"({', '.join(s.name for s in self.card.inputs)}), got {len(images)}."
+            )
+        return self.predict_batch([images if len(images) != 1 else images[0]])[0]
+
+    def predict_batch(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> list[Prediction]:
+        """Predict many inputs, batched through the session `CHUNK` at a time."""
+        items = list(items)
+        results: list[Prediction] = []
+        for start in range(0, len(items), CHUNK):
+            feeds = self.prepare_batch(items[start : start + CHUNK])
+            outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), feeds)))
+            results.extend(self._postprocess(self.card, outputs))
+        return results
+
+    def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]]) -> dict[str, np.ndarray]:
+        """The graph's input feeds (uint8 NHWC per input) for `items`."""
+        n_inputs = len(self.card.inputs)
+        columns: list[list[np.ndarray]] = [[] for _ in range(n_inputs)]
+        for index, item in enumerate(items):
+            images = self._split(item, n_inputs, index)
+            for column, spec, image in zip(columns, self.card.inputs, images):
+                column.append(prepare(image, spec.height, spec.width, spec.resize))
+        return {spec.name: np.stack(column) for spec, column in zip(self.card.inputs, columns)}
+
+    def _split(self, item: object, n_inputs: int, index: int) -> tuple[ImageInput, ...]:
+        if n_inputs == 1:
+            return (item,)  # type: ignore[return-value]
+        if not isinstance(item, (tuple, list)) or len(item) != n_inputs:
+            raise ImageError(
+                f"model {self.name!r} takes {n_inputs} images per prediction "
+                f"({', '.join(s.name for s in self.card.inputs)}); item {index} is not a tuple of {n_inputs}."
+            )
+        if any(image is None for image in item):
+            raise ImageError(f"item {index} is missing an image: {self.name!r} needs {n_inputs} images.")
+        return tuple(item)
+
+
+def load(name: str, device: str = "auto", threads: int = 0) -> Model:
+    """Load model `name` (see `zoo.list()`) on "auto" (CUDA when it works, else CPU), "cpu" or "cuda"."""
+    return Model(name, device=device, threads=threads)

@@ -1,0 +1,163 @@
+"""The one place where images become model inputs.
+
+Everything a model sees goes through `load_image` (any accepted input -> RGB PIL image) and
+`fit_to_input` (the resize policy -> uint8 HxWx3 at the model's resolution). Normalisation happens
+inside the ONNX graph, so the arrays produced here are the graph's inputs as they are. Training-time
+evaluation calls the same functions, so train and serve cannot drift apart.
+"""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+
+#: Largest image, in pixels, that is decoded; larger headers are refused before decoding.
+MAX_PIXELS = int(os.environ.get("ZOO_MAX_PIXELS", 50_000_000))
+#: Largest encoded file accepted, in bytes.
+MAX_FILE_BYTES = int(os.environ.get("ZOO_MAX_FILE_BYTES", 50 * 1024 * 1024))
+
+ACCEPTED = (
+    "a path to an image file (JPEG, PNG, GIF, BMP, WebP, TIFF), its bytes, a PIL image, "
+    "or a numpy array (uint8 in 0..255 or float in [0, 1]) of shape HxW, HxWx3 or HxWx4"
+)
+RESIZE_POLICIES = ("center-crop", "stretch")
+
+
+def load_image(image: ImageInput) -> Image.Image:
+    """Return `image` as an RGB PIL image, or raise ImageError saying what is wrong."""
+    if isinstance(image, Image.Image):
+        return _to_rgb(image)
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(_array_to_uint8(image))
+    if isinstance(image, (bytes, bytearray)):
+        if not image:
+            raise ImageError(f"empty bytes given; expected {ACCEPTED}.")
+        return _decode(io.BytesIO(bytes(image)), "the given bytes")
+    if isinstance(image, (str, os.PathLike)):
+        return _decode_file(Path(image))
+    raise ImageError(f"unsupported input of type {type(image).__name__}; expected {ACCEPTED}.")
+
+
+def fit_to_input(image: Image.Image, height: int, width: int, policy: str = "center-crop") -> np.ndarray:
+    """Resize an RGB image to the model's (height, width) and return it as uint8 HxWx3.
+
+    `center-crop` scales the image so that it covers the target (antialiased bilinear) and cuts the
+    centre, keeping the aspect ratio of what is seen; `stretch` resizes to the target directly.
+    """
+    if policy not in RESIZE_POLICIES:
+        raise ImageError(f"unknown resize policy {policy!r}; expected one of {RESIZE_POLICIES}.")
+    if image.size != (width, height):
+        if policy == "center-crop":
+            image = ImageOps.fit(image, (width, height), method=Image.Resampling.BILINEAR)
+        else:
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def prepare(image: ImageInput, height: int, width: int, policy: str = "center-crop") -> np.ndarray:
+    """`load_image` then `fit_to_input`: any accepted input -> uint8 HxWx3 model input."""
+    return fit_to_input(load_image(image), height, width, policy)
+
+
+def _decode_file(path: Path) -> Image.Image:
+    if not path.exists():
+        raise ImageError(f"{path} does not exist; expected {ACCEPTED}.")
+    if path.is_dir():
+        raise ImageError(f"{path} is a directory, not an image file.")
+    size = path.stat().st_size
+    if size == 0:
+        raise ImageError(f"{path} is an empty file (0 bytes).")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{path} is {size} bytes, over the limit of {MAX_FILE_BYTES} (ZOO_MAX_FILE_BYTES).")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+    return _decode(io.BytesIO(data), str(path))
+
+
+def _decode(stream: io.BytesIO, what: str) -> Image.Image:
+    if len(stream.getbuffer()) > MAX_FILE_BYTES:
+        raise ImageError(f"{what} is over the limit of {MAX_FILE_BYTES} bytes (ZOO_MAX_FILE_BYTES).")
+    try:
+        with Image.open(stream) as opened:
+            width, height = opened.size  # read from the header; nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{what} claims {width}x{height} pixels, over the limit of {MAX_PIXELS} "
+                    "(a decompression bomb?); raise ZOO_MAX_PIXELS to accept larger images."
+                )
+            opened.seek(0)  # first frame of an animation
+            opened.load()
+            return _to_rgb(opened)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{what} is not a readable image ({exc}); expected {ACCEPTED}.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{what} is damaged or truncated and cannot be decoded ({exc}).") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Honour EXIF orientation and convert any mode (L, LA, P, RGBA, CMYK, 1, I;16, F...) to RGB."""
+    if image.width == 0 or image.height == 0:
+        raise ImageError(f"the image has no pixels ({image.width}x{image.height}).")
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not lose an otherwise good image
+        pass
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ImageError("the image holds NaN or infinite values.")
+        top = 65535.0 if image.mode.startswith("I") and values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels are shown on white, as a viewer would show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == object or np.iscomplexobj(array):
+        raise ImageError(f"arrays of dtype {array.dtype} are not images; expected {ACCEPTED}.")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageError(f"an array of shape {array.shape} is not an image; expected {ACCEPTED}.")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageError(f"an array of shape {array.shape} has no pixels.")
+    if array.size > MAX_PIXELS * 4:
+        raise ImageError(f"an array of shape {array.shape} is over the limit of {MAX_PIXELS} pixels.")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ImageError("the array holds NaN or infinite values.")
+        if array.min() < 0.0 or array.max() > 1.0:
+            raise ImageError(
+                f"float arrays must lie in [0, 1] (this one spans {array.min():g}..{array.max():g}); "
+                "pass uint8 for 0..255 values."
+            )
+        array = np.rint(array * 255.0).astype(np.uint8)
+    elif np.issubdtype(array.dtype, np.integer):
+        if array.min() < 0 or array.max() > 255:
+            raise ImageError(f"integer arrays must lie in 0..255 (this one spans {array.min()}..{array.max()}).")
+        array = array.astype(np.uint8)
+    else:
+        raise ImageError(f"arrays of dtype {array.dtype} are not supported; expected {ACCEPTED}.")
+    if array.ndim == 3 and array.shape[2] == 4:
+        return np.asarray(_to_rgb(Image.fromarray(np.ascontiguousarray(array), "RGBA")))
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(array)

@@ -70,12 +70,12 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
             graph_ops[filename] = sorted(op_types(proto))
         vector_feeds = {input_names[0]: images[:VECTOR_IMAGES]}
         write_test_vectors(stage, stage / "model.onnx", vector_feeds)
-        shutil.copy2(checkpoint, stage / "model.safetensors")
+        shutil.copyfile(checkpoint, stage / "model.safetensors")
         run_dir = checkpoint.parent
         plots = {}
         for plot in PLOTS:
             if (run_dir / plot).is_file():
-                shutil.copy2(run_dir / plot, stage / plot)
+                shutil.copyfile(run_dir / plot, stage / plot)
                 plots[plot.removesuffix(".png")] = plot
         card = build_card(meta, stage, input_names, output_names, parity, graph_ops, plots, exporter)
         card.write(stage)
@@ -127,4 +127,5 @@ def build_card(meta: dict[str, Any], folder: Path, input_names: list[str], outpu
         plots=plots,
         opset=19,
         tolerance=TOLERANCE,
+        extra={"demo": recipe.get("demo")},
     )

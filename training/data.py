@@ -90,8 +90,8 @@ def _load_image_folder(root: Path, size: int) -> Split:
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             images = np.stack(list(pool.map(_decode, jobs, chunksize=256)))
         _save(cached, images, labels, classes, str(root))
-    images = np.load(cached / "images.npy", mmap_mode="r", allow_pickle=False)
-    return Split(np.ascontiguousarray(images), labels, classes, str(root), fingerprint)
+    images = np.load(cached / "images.npy", allow_pickle=False)
+    return Split(images, labels, classes, str(root), fingerprint)
 
 
 def _load_torchvision_cifar10(split: str, size: int) -> Split:

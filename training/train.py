@@ -5,7 +5,8 @@ import json
 import math
 import subprocess
 import time
-from dataclasses import asdict, replace
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +166,10 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
             start_epoch = meta["training"]["epochs_done"]
             train_seconds = meta["training"]["seconds"]
             history = meta["metrics"]["history"]
-            for _ in range(start_epoch * steps_per_epoch):
-                schedule.step()
+            with warnings.catch_warnings():  # replaying the schedule, not skipping optimizer steps
+                warnings.simplefilter("ignore", UserWarning)
+                for _ in range(start_epoch * steps_per_epoch):
+                    schedule.step()
             print(f"resuming {recipe.name} after epoch {start_epoch}")
 
     images = torch.as_tensor(np.asarray(train_split.images))

@@ -100,7 +100,9 @@ def _decode(stream: io.BytesIO, what: str) -> Image.Image:
             return _to_rgb(opened)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{what} is refused as a decompression bomb ({exc}).") from None
+    except UnidentifiedImageError as exc:
         raise ImageError(f"{what} is not a readable image ({exc}); expected {ACCEPTED}.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{what} is damaged or truncated and cannot be decoded ({exc}).") from None

@@ -12,6 +12,8 @@ from .errors import DeviceError, ModelFileError
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+#: Why CUDA failed in this process, once it has; later loads go straight to the CPU.
+_cuda_failed: list[str] = []
 
 
 def sha256_file(path: Path) -> str:
@@ -50,18 +52,22 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0) -> 
     options.log_severity_level = 3  # a missing CUDA library is handled below, not printed
     if threads:
         options.intra_op_num_threads = threads
-    if device in ("auto", "cuda") and CUDA in ort.get_available_providers():
+    if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:
+        # onnxruntime-gpu lists CUDA even where its libraries are missing; a failed attempt is
+        # handled here (fallback or DeviceError), so its log lines would only be noise.
+        ort.set_default_logger_severity(4)
         try:
             session = ort.InferenceSession(str(model_path), options, providers=[CUDA, CPU])
             if session.get_providers()[0] == CUDA:
                 return session, "cuda"
+            _cuda_failed.append("onnxruntime fell back to the CPU provider")
         except Exception as exc:  # a broken CUDA install: fall back (auto) or explain (cuda)
-            if device == "cuda":
-                raise DeviceError(f"the CUDA provider failed to start: {exc}") from None
+            _cuda_failed.append(str(exc))
     if device == "cuda":
+        why = f": {_cuda_failed[0]}" if _cuda_failed else ""
         raise DeviceError(
             "device='cuda' was asked for, but onnxruntime has no working CUDA provider here "
-            f"(available: {ort.get_available_providers()}); install onnxruntime-gpu with a matching "
+            f"(available: {ort.get_available_providers()}{why}); install onnxruntime-gpu with a matching "
             "CUDA/cuDNN, or use device='auto' or 'cpu'."
         )
     try:

@@ -1,0 +1,71 @@
+"""End to end on a small slice: train a few steps -> safetensors -> ONNX (validated) -> zoo -> parity."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from export.build import export_model
+from training.checkpoint import load_model, read_metadata
+from training.recipes import RECIPES
+from training.train import train
+
+
+@pytest.mark.parametrize("name", ["cnn", "deformable-cnn"])
+def test_train_export_load(name, cifar_root, tmp_path, monkeypatch, cifar_images):
+    recipe = replace(RECIPES[name], data=str(cifar_root), epochs=1, lr=0.02, robustness=False)
+    run_dir = train(recipe, out=tmp_path / "runs", limit=512, progress=False)
+    checkpoint = run_dir / "model.safetensors"
+    meta = read_metadata(checkpoint)
+    assert meta["labels"][0] == "airplane" and len(meta["labels"]) == 10
+    assert meta["data"]["fingerprint_train"] and meta["training"]["epochs_done"] == 1
+    assert {"test_accuracy", "confusion_matrix", "history"} <= set(meta["metrics"])
+    assert (run_dir / "curves.png").is_file() and (run_dir / "confusion.png").is_file()
+
+    folder = export_model(checkpoint, tmp_path / "models", data=str(cifar_root), portable=True)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "models"))
+    assert zoo.list() == [name]
+    model = zoo.load(name, device="cpu")
+    assert model.card.metrics["test_accuracy"] == meta["metrics"]["test_accuracy"]
+
+    reference, _ = load_model(checkpoint, **({"deform_implementation": "torchvision"} if "deformable" in name else {}))
+    inputs = model.prepare_batch(cifar_images)["image"]
+    with torch.no_grad():
+        expected = torch.softmax(reference(torch.from_numpy(inputs)), 1).numpy()
+    got = np.array([[p.probs[label] for label in model.labels] for p in model.predict_batch(cifar_images)])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    ops = model.card.provenance["export"]["graph_ops"]
+    assert ("DeformConv" in ops["model.onnx"]) == ("deformable" in name)
+    assert ("model-portable.onnx" in ops) == ("deformable" in name)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(cifar_root, tmp_path, monkeypatch):
+    import training.train as loop
+    from training.checkpoint import load_tensors
+
+    recipe = replace(RECIPES["cnn"], data=str(cifar_root), epochs=2, lr=0.02, robustness=False)
+    straight = train(recipe, out=tmp_path / "straight", limit=256, progress=False)
+
+    real_evaluate, calls = loop.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the session ends during epoch 2's evaluation
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, out=tmp_path / "resumed", limit=256, progress=False)
+    assert read_metadata(tmp_path / "resumed" / "cnn" / "last.safetensors")["training"]["epochs_done"] == 1
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    resumed = train(recipe, out=tmp_path / "resumed", limit=256, progress=False)
+
+    history = read_metadata(resumed / "model.safetensors")["metrics"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    a, b = load_tensors(straight / "model.safetensors"), load_tensors(resumed / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)

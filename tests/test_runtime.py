@@ -1,0 +1,122 @@
+"""The zoo runtime: torch-free import, loading, integrity checks, devices, every input type."""
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+
+SHIPPED = zoo.list()
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped models")
+
+
+def test_import_zoo_does_not_import_torch():
+    code = "import sys, zoo; zoo.list(); print('torch' in sys.modules, 'training' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.fixture
+def model_home(tmp_path, monkeypatch) -> Path:
+    """A private ZOO_HOME with a copy of the first shipped model, free to damage."""
+    name = SHIPPED[0]
+    shutil.copytree(zoo.models_root() / name, tmp_path / name)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    return tmp_path / name
+
+
+def test_unknown_model_names_the_available_ones():
+    with pytest.raises(zoo.UnknownModelError, match=SHIPPED[0]):
+        zoo.load("no-such-model")
+
+
+@pytest.mark.parametrize("name", ["../cnn", "/etc/passwd", "cnn/../../x", "", "CNN", None, 3])
+def test_path_like_names_are_refused(name):
+    with pytest.raises(zoo.UnknownModelError):
+        zoo.load(name)
+
+
+@pytest.mark.parametrize("filename", ["model.onnx", "model.safetensors"])
+def test_flipped_byte_is_caught_before_inference(model_home, filename):
+    path = model_home / filename
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(zoo.ModelFileError, match=filename):
+        zoo.load(model_home.name)
+
+
+@pytest.mark.parametrize("filename", ["model.onnx", "model.safetensors"])
+def test_truncated_file_is_caught(model_home, filename):
+    path = model_home / filename
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(zoo.ModelFileError, match="truncated"):
+        zoo.load(model_home.name)
+
+
+def test_damaged_card_is_named(model_home):
+    card = model_home / "card.json"
+    card.write_text(card.read_text()[:200])
+    with pytest.raises(zoo.ModelFileError, match="card.json"):
+        zoo.load(model_home.name)
+
+
+def test_devices():
+    model = zoo.load(SHIPPED[0], device="cpu")
+    assert model.device == "cpu"
+    assert zoo.load(SHIPPED[0]).device in ("cpu", "cuda")
+    with pytest.raises(zoo.DeviceError):
+        zoo.load(SHIPPED[0], device="tpu")
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    try:
+        model = zoo.load(SHIPPED[0], device="cuda")
+    except zoo.DeviceError as exc:
+        assert "cuda" in str(exc).lower()
+    else:  # a machine with a working GPU
+        assert model.device == "cuda"
+
+
+def test_every_input_type_gives_the_same_prediction(cifar_images):
+    model = zoo.load(SHIPPED[0], device="cpu")
+    path = cifar_images[0]
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    inputs = [path, str(path), path.read_bytes(), Image.open(path), rgb, rgba, rgb / 255.0]
+    predictions = [model.predict(x) for x in inputs]
+    for p in predictions[1:]:
+        assert p.label == predictions[0].label
+        assert abs(p.score - predictions[0].score) < 1e-3
+    gray = model.predict(rgb.mean(axis=2).astype(np.uint8))
+    assert gray.label in model.labels
+    assert sum(predictions[0].probs.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batch_equals_single_predictions(cifar_images):
+    model = zoo.load(SHIPPED[0], device="cpu")
+    batch = model.predict_batch(cifar_images)
+    for path, prediction in zip(cifar_images, batch):
+        single = model.predict(path)
+        assert single.label == prediction.label
+        assert single.score == pytest.approx(prediction.score, abs=1e-5)
+
+
+def test_large_photo_of_any_aspect_is_resized(cifar_images):
+    model = zoo.load(SHIPPED[0], device="cpu")
+    big = Image.open(cifar_images[0]).resize((3000, 2000))
+    for image in (big, np.zeros((1000, 3, 3), np.uint8), np.zeros((1, 1, 3), np.uint8)):
+        assert model.predict(image).label in model.labels
+
+
+def test_wrong_number_of_images_is_an_error(cifar_images):
+    model = zoo.load(SHIPPED[0], device="cpu")
+    with pytest.raises(zoo.ImageError, match="takes 1 image"):
+        model.predict(cifar_images[0], cifar_images[1])

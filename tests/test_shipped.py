@@ -1,0 +1,98 @@
+"""Every shipped model, from the registry: card, files, test vectors, accuracy on real images."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+import zoo
+from zoo.runtime import sha256_file
+
+SHIPPED = zoo.list()
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(params=SHIPPED)
+def card(request) -> zoo.ModelCard:
+    return zoo.card(request.param)
+
+
+def test_the_foundation_models_ship():
+    assert {"cnn", "deformable-cnn"} <= set(SHIPPED)
+
+
+def test_card_lists_every_file_with_its_hash(card):
+    folder = zoo.models_root() / card.name
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"card.json"}
+    assert on_disk == set(card.files)
+    for relative, meta in card.files.items():
+        assert sha256_file(folder / relative) == meta["sha256"]
+    for plot in card.plots.values():
+        assert plot in card.files
+    assert {"model.onnx", "model.safetensors", "test_data_set_0/input_0.pb", "test_data_set_0/output_0.pb"} <= set(card.files)
+
+
+def test_onnx_metadata_matches_card(card):
+    proto = onnx.load(str(zoo.models_root() / card.name / "model.onnx"), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(props["labels"]) == list(card.labels)
+    assert props["name"] == card.name and props["version"] == card.version
+    graph_input = proto.graph.input[0].type.tensor_type
+    assert graph_input.elem_type == onnx.TensorProto.UINT8
+    dims = graph_input.shape.dim
+    assert dims[0].dim_param  # dynamic batch
+    assert [d.dim_value for d in dims[1:]] == [card.inputs[0].height, card.inputs[0].width, 3]
+
+
+def test_test_vectors_reproduce(card):
+    folder = zoo.models_root() / card.name
+    vectors = folder / "test_data_set_0"
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for k, spec in enumerate(session.get_inputs()):
+        feeds[spec.name] = numpy_helper.to_array(onnx.load_tensor(str(vectors / f"input_{k}.pb")))
+    outputs = session.run(None, feeds)
+    for k, out in enumerate(outputs):
+        expected = numpy_helper.to_array(onnx.load_tensor(str(vectors / f"output_{k}.pb")))
+        np.testing.assert_allclose(out, expected, rtol=1e-4, atol=card.tolerance)
+
+
+def test_export_was_validated(card):
+    for filename, parity in card.provenance["export"]["parity"].items():
+        assert parity["images"] >= 256
+        assert parity["max_abs_diff"] <= card.tolerance
+        assert parity["argmax_agreement"] == 1.0
+
+
+def test_deformable_graphs(card):
+    ops = card.provenance["export"]["graph_ops"]
+    if not card.provenance["architecture"]["config"].get("deformable"):
+        assert "DeformConv" not in ops["model.onnx"]
+        return
+    assert "DeformConv" in ops["model.onnx"]
+    portable = zoo.models_root() / card.name / "model-portable.onnx"
+    graph = onnx.load(str(portable))
+    assert "DeformConv" not in {n.op_type for n in graph.graph.node}
+    vectors = zoo.models_root() / card.name / "test_data_set_0"
+    image = numpy_helper.to_array(onnx.load_tensor(str(vectors / "input_0.pb")))
+    expected = numpy_helper.to_array(onnx.load_tensor(str(vectors / "output_0.pb")))
+    out = ort.InferenceSession(str(portable), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=card.tolerance)
+
+
+def test_accuracy_on_real_test_images_matches_the_card(card, cifar_root):
+    if tuple(card.labels) != CIFAR10:
+        pytest.skip("not a CIFAR-10 classifier")
+    files, labels = [], []
+    for index, name in enumerate(CIFAR10):
+        for path in sorted((cifar_root / "test" / name).iterdir())[:30]:
+            files.append(path)
+            labels.append(name)
+    predictions = zoo.load(card.name, device="cpu").predict_batch(files)
+    accuracy = np.mean([p.label == y for p, y in zip(predictions, labels)])
+    # 300 images: within 8 points of the card's figure on all 10,000.
+    assert accuracy >= card.headline_accuracy - 0.08

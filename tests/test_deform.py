@@ -1,8 +1,6 @@
 """The deformable op: the sampled form and both ONNX forms against torchvision.ops.deform_conv2d."""
 from __future__ import annotations
 
-import io
-import warnings
 
 import numpy as np
 import onnx

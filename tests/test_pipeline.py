@@ -25,7 +25,7 @@ def test_train_export_load(name, cifar_root, tmp_path, monkeypatch, cifar_images
     assert {"test_accuracy", "confusion_matrix", "history"} <= set(meta["metrics"])
     assert (run_dir / "curves.png").is_file() and (run_dir / "confusion.png").is_file()
 
-    folder = export_model(checkpoint, tmp_path / "models", data=str(cifar_root), portable=True)
+    export_model(checkpoint, tmp_path / "models", data=str(cifar_root), portable=True)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "models"))
     assert zoo.list() == [name]
     model = zoo.load(name, device="cpu")

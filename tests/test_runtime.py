@@ -1,7 +1,6 @@
 """The zoo runtime: torch-free import, loading, integrity checks, devices, every input type."""
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import sys

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from .recipes import RECIPES
 from .train import train
+from .train_changer import train_changer
+
+#: The loop each task trains with.
+LOOPS = {"image-classification": train, "change-detection": train_changer}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in RECIPES if args.name == "all" else [args.name]:
         recipe = RECIPES[name]
         overrides = {k: v for k, v in (("data", args.data), ("epochs", args.epochs)) if v is not None}
-        run_dir = train(replace(recipe, **overrides), out=args.out, resume=not args.fresh, limit=args.limit,
+        run_dir = LOOPS[recipe.task](replace(recipe, **overrides), out=args.out, resume=not args.fresh, limit=args.limit,
                         device=args.device, progress=not args.no_progress)
         print(f"{name}: wrote {run_dir}")
 

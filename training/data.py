@@ -94,6 +94,31 @@ def _load_image_folder(root: Path, size: int) -> Split:
     return Split(images, labels, classes, str(root), fingerprint)
 
 
+#: Share of each split when a flat image collection is divided by file-name hash (stable, disjoint).
+HASH_SPLITS = {"train": (0, 80), "val": (80, 85), "test": (85, 100)}
+
+
+def load_hashed_split(root: str | Path, split: str, size: int) -> Split:
+    """Split `split` of an ImageFolder tree that has no train/test folders (e.g. the Caltech-101 subset).
+
+    Each image goes to train (80%), val (5%) or test (15%) by a hash of its relative path, so the
+    splits are disjoint and stable however the files are listed.
+    """
+    root = Path(root)
+    classes, files = _folder_index(root)
+    low, high = HASH_SPLITS[split]
+    bucket = lambda path: int(hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest()[:8], 16) % 100  # noqa: E731
+    files = [(path, label) for path, label in files if low <= bucket(path) < high]
+    fingerprint = fingerprint_files(root, files)
+    cached = cache_dir() / f"{root.name}-{split}-{fingerprint}-{size}"
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    if not (cached / "images.npy").is_file():
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            images = np.stack(list(pool.map(_decode, [(str(p), size) for p, _ in files], chunksize=64)))
+        _save(cached, images, labels, classes, str(root))
+    return Split(np.load(cached / "images.npy", allow_pickle=False), labels, classes, f"{root} ({split})", fingerprint)
+
+
 def _load_torchvision_cifar10(split: str, size: int) -> Split:
     from torchvision.datasets import CIFAR10  # downloads once into the cache
 

@@ -18,6 +18,9 @@ class Recipe:
     lr: float = 0.1
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
+    optimizer: str = "sgd"  # or "adamw"
+    warmup: float = 0.25  # fraction of the one-cycle schedule spent warming up
+    steps_per_epoch: int = 0  # pair-generating recipes: steps between evaluations
     augment: dict[str, Any] = field(default_factory=lambda: {"crop_padding": 4, "flip": True})
     input_size: int = 32
     robustness: bool = False
@@ -40,5 +43,22 @@ RECIPES: dict[str, Recipe] = {
         config={"widths": [48, 256], "deformable": True},
         description="The same network with DeformConv2d in both blocks; a plain convolution predicts each block's offsets.",
         **_Q2,
+    ),
+    "changer": Recipe(
+        name="changer",
+        arch="changer",
+        config={"widths": [32, 64, 128, 256], "blocks": [1, 1, 1, 1]},
+        task="change-detection",
+        description="Which geometric changes (shift, rotation, zoom) separate two views of a scene, and by how much.",
+        data="../shared/data",
+        epochs=24,
+        steps_per_epoch=400,
+        batch_size=128,
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=1e-4,
+        warmup=0.1,
+        input_size=64,
+        demo="changer",
     ),
 }

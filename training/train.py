@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import math
-import subprocess
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -16,43 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .checkpoint import load_tensors, read_metadata, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data import Split, load_split
 from .geometry import random_rotation_zoom, similarity_warp
+from .loop import (FINAL, LAST, bf16_is_fast, code_version, make_optimizer, optimizer_state, pick_device, restore,
+                   steps_per_epoch)
 from .nets import build
 from .recipes import Recipe
-
-LAST = "last.safetensors"
-FINAL = "model.safetensors"
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs and on CPUs with AMX or AVX512-BF16 (measured: 3.4x on AMX)."""
-    if device.type == "cuda":
-        return True
-    return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX") or _cpu_flags_have("amx_bf16")
-
-
-def _cpu_flags_have(flag: str) -> bool:
-    try:
-        return flag in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
-def code_version() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def augment(batch: Tensor, generator: torch.Generator, crop_padding: int = 0, flip: bool = False) -> Tensor:
@@ -108,22 +75,6 @@ def perturbed_accuracy(model: nn.Module, split: Split, device: torch.device, kin
     return float((logits.argmax(1) == torch.as_tensor(split.labels)).float().mean())
 
 
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
-    state = {}
-    for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
-        buffer = optimizer.state.get(param, {}).get("momentum_buffer")
-        if buffer is not None:
-            state[f"optimizer.momentum.{index}"] = buffer
-    return state
-
-
-def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
-    for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
-        key = f"momentum.{index}"
-        if key in tensors:
-            optimizer.state[param]["momentum_buffer"] = tensors[key].to(param.device)
-
-
 def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
           device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
     """Train `recipe`; returns the run folder holding model.safetensors, metrics.json and plots."""
@@ -144,33 +95,12 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
     if config.get("deformable"):  # torchvision's kernel on GPU, the sampled form on CPU (5x faster here)
         config["deform_implementation"] = "torchvision" if dev.type == "cuda" else "sampled"
     model = build(recipe.arch, config).to(dev).to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=recipe.lr, momentum=0.9, nesterov=True,
-    )
-    steps_per_epoch = math.ceil(len(train_split) / recipe.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.25
-    )
-
-    history: list[dict[str, float]] = []
-    start_epoch, train_seconds = 0, 0.0
+    per_epoch = steps_per_epoch(len(train_split), recipe.batch_size)
+    optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
     last = run_dir / LAST
-    if resume and last.is_file():
-        meta = read_metadata(last)
-        if meta.get("training", {}).get("recipe") == asdict(recipe):
-            model.load_state_dict({k: v for k, v in load_tensors(last).items() if not k.startswith("optimizer.")})
-            _restore_optimizer(optimizer, load_tensors(last, "optimizer."))
-            start_epoch = meta["training"]["epochs_done"]
-            train_seconds = meta["training"]["seconds"]
-            history = meta["metrics"]["history"]
-            with warnings.catch_warnings():  # replaying the schedule, not skipping optimizer steps
-                warnings.simplefilter("ignore", UserWarning)
-                for _ in range(start_epoch * steps_per_epoch):
-                    schedule.step()
-            print(f"resuming {recipe.name} after epoch {start_epoch}")
+    start_epoch, train_seconds, history = (0, 0.0, [])
+    if resume:
+        start_epoch, train_seconds, history = restore(last, recipe, model, optimizer, schedule, per_epoch)
 
     images = torch.as_tensor(np.asarray(train_split.images))
     labels = torch.as_tensor(train_split.labels)
@@ -196,7 +126,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
         order = torch.randperm(len(labels), generator=generator)
         began = time.time()
         seen, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
+        bar = tqdm(range(per_epoch), desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
                    disable=not progress, mininterval=5)
         for step in bar:
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
@@ -219,7 +149,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
                         "test_loss": test["loss"], "test_accuracy": test["accuracy"], "seconds": train_seconds})
         print(f"{recipe.name} epoch {epoch + 1}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} | "
               f"test loss {test['loss']:.4f} acc {test['accuracy']:.4f} | {train_seconds:.0f}s", flush=True)
-        save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), _optimizer_state(optimizer))
+        save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), optimizer_state(optimizer))
 
     metrics = final_metrics(model, recipe, train_split, test_split, dev, seed)
     metrics["history"] = history

@@ -57,9 +57,19 @@ def _from_probs(labels: Sequence[str], row: np.ndarray, **extra: object) -> Pred
     )
 
 
+def _change_detection(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
+    class_probs, change_probs, params = (outputs[name].astype(np.float64) for name in card.outputs)
+    changes, names = card.extra["changes"], card.extra["param_names"]
+    return [
+        _from_probs(card.labels, row, changes=dict(zip(changes, map(float, c))), params=dict(zip(names, map(float, p))))
+        for row, c, p in zip(class_probs, change_probs, params)
+    ]
+
+
 #: How each task turns the graph's outputs into Predictions; a new task adds one function here.
 POSTPROCESS: dict[str, Callable[[ModelCard, dict[str, np.ndarray]], list[Prediction]]] = {
     "image-classification": _classification,
+    "change-detection": _change_detection,
 }
 
 

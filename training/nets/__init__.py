@@ -5,10 +5,12 @@ from typing import Any
 
 from torch import nn
 
+from .changer import Changer, ChangerConfig
 from .cnn import SmallCNN, SmallCNNConfig
 
 ARCHITECTURES: dict[str, tuple[type, type]] = {
     "small-cnn": (SmallCNN, SmallCNNConfig),
+    "changer": (Changer, ChangerConfig),
 }
 
 

@@ -1,0 +1,217 @@
+"""Training the changer on pairs generated on the fly from CIFAR-10 and Caltech-101 photographs."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .checkpoint import save_checkpoint
+from .data import load_hashed_split, load_split
+from .loop import FINAL, LAST, bf16_is_fast, code_version, make_optimizer, optimizer_state, pick_device, restore
+from .nets import build
+from .nets.changer import normalise
+from .pairs import CHANGE_LABELS, CLASS_CHANGES, CHANGES, PARAM_NAMES, Pairs, make_pairs
+from .recipes import Recipe
+
+CIFAR_SIZE = 32
+PHOTO_SIZE = 160  # Caltech photographs are cached as 160x160 centre crops; views are ~50 px of them
+VAL_PAIRS = 2000
+TEST_PAIRS_PER_SOURCE = 4000
+
+
+def source_sets(data_root: str, split: str) -> dict[str, np.ndarray]:
+    """Source images of one split, by origin. CIFAR's train split gives train (19/20) and val (1/20)."""
+    root = Path(data_root)
+    cifar = load_split(str(root / "cifar10-jpeg"), "test" if split == "test" else "train", CIFAR_SIZE)
+    if split != "test":
+        keep = (np.arange(len(cifar)) % 20 == 0) == (split == "val")
+        cifar = cifar.subset(keep)
+    photos = load_hashed_split(root / "caltech101-subset", split, PHOTO_SIZE)
+    return {"cifar10": cifar.images, "caltech101": photos.images}
+
+
+def fingerprints(data_root: str) -> dict[str, str]:
+    root = Path(data_root)
+    return {
+        "cifar10_train": load_split(str(root / "cifar10-jpeg"), "train", CIFAR_SIZE).fingerprint,
+        "cifar10_test": load_split(str(root / "cifar10-jpeg"), "test", CIFAR_SIZE).fingerprint,
+        **{f"caltech101_{s}": load_hashed_split(root / "caltech101-subset", s, PHOTO_SIZE).fingerprint
+           for s in ("train", "val", "test")},
+    }
+
+
+def mixed_pairs(sources: dict[str, np.ndarray], n: int, size: int, seed: int) -> Pairs:
+    """`n` pairs, an equal share from each source set (deterministic by seed)."""
+    parts = [make_pairs(images, n // len(sources), size, [seed, k]) for k, images in enumerate(sources.values())]
+    return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "labels", "params", "source")))
+
+
+class PairStream(torch.utils.data.IterableDataset):
+    """Endless training batches; each (epoch, step) has its own seed, so a resumed run sees the same data."""
+
+    def __init__(self, sources: dict[str, np.ndarray], batch: int, size: int, seed: int, epoch: int, steps: int):
+        self.sources, self.batch, self.size, self.seed, self.epoch, self.steps = sources, batch, size, seed, epoch, steps
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        torch.set_num_threads(1)
+        for step in range(self.steps):
+            pairs = mixed_pairs(self.sources, self.batch, self.size, self.seed * 10**9 + self.epoch * 10**5 + step)
+            yield (torch.from_numpy(pairs.a), torch.from_numpy(pairs.b), torch.from_numpy(pairs.labels),
+                   torch.from_numpy(pairs.params).float())
+
+
+def changer_loss(model: nn.Module, a: Tensor, b: Tensor, labels: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+    """BCE on the three changes + smooth L1 on the normalised parameters; returns (loss, predicted class)."""
+    logits, regressed = model.raw(a, b)
+    targets = torch.as_tensor(CLASS_CHANGES, device=a.device)[labels].float()
+    loss = F.binary_cross_entropy_with_logits(logits, targets)
+    loss = loss + 4 * F.smooth_l1_loss(regressed, normalise(params), beta=0.02)
+    return loss, classes_from_changes(logits > 0)
+
+
+def classes_from_changes(present: Tensor) -> Tensor:
+    table = torch.as_tensor(CLASS_CHANGES, device=present.device)
+    return (present.unsqueeze(1) == table.unsqueeze(0)).all(dim=2).float().argmax(dim=1)
+
+
+@torch.no_grad()
+def predict_pairs(model: nn.Module, pairs: Pairs, device: torch.device, bf16: bool = False,
+                  batch: int = 250) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class probs, change probs, params) for every pair."""
+    model.eval()
+    outs: list[list[np.ndarray]] = [[], [], []]
+    for start in range(0, len(pairs), batch):
+        a = torch.from_numpy(pairs.a[start:start + batch]).to(device)
+        b = torch.from_numpy(pairs.b[start:start + batch]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            for out, value in zip(outs, model(a, b)):
+                out.append(value.float().cpu().numpy())
+    return tuple(np.concatenate(o) for o in outs)  # type: ignore[return-value]
+
+
+def pair_metrics(model: nn.Module, pairs: Pairs, device: torch.device, bf16: bool = False) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix
+
+    probs, changes, params = predict_pairs(model, pairs, device, bf16)
+    predicted = probs.argmax(1)
+    truth = pairs.labels
+    matrix = confusion_matrix(truth, predicted, labels=range(len(CHANGE_LABELS)))
+    present = CLASS_CHANGES[truth]
+    shift_error = np.hypot(*(params[:, :2] - pairs.params[:, :2]).T)
+    angle_error = np.abs(params[:, 2] - pairs.params[:, 2])
+    log_scale_error = np.abs(np.log(params[:, 3]) - np.log(pairs.params[:, 3]))
+    median = lambda values, mask: float(np.median(values[mask])) if mask.any() else float("nan")  # noqa: E731
+    targets = present.astype(np.float64)
+    eps = 1e-7
+    bce = -np.mean(targets * np.log(changes + eps) + (1 - targets) * np.log(1 - changes + eps))
+    return {
+        "pairs": len(truth),
+        "accuracy": float((predicted == truth).mean()),
+        "loss_bce": float(bce),
+        "per_class_accuracy": {label: float(matrix[i, i] / max(1, matrix[i].sum())) for i, label in enumerate(CHANGE_LABELS)},
+        "change_accuracy": {c: float(((changes[:, i] > 0.5) == present[:, i]).mean()) for i, c in enumerate(CHANGES)},
+        "median_shift_error": median(shift_error, present[:, 0]),
+        "median_angle_error_deg": median(angle_error, present[:, 1]),
+        "median_abs_log_scale_error": median(log_scale_error, present[:, 2]),
+        "mean_shift_error": float(shift_error[present[:, 0]].mean()),
+        "mean_angle_error_deg": float(angle_error[present[:, 1]].mean()),
+        "mean_abs_log_scale_error": float(log_scale_error[present[:, 2]].mean()),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
+                  device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
+    """Train the changer; returns the run folder (model.safetensors, metrics.json, plots)."""
+    torch.manual_seed(seed)
+    dev = pick_device(device)
+    bf16 = bf16_is_fast(dev)
+    run_dir = Path(out) / recipe.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    size = recipe.input_size
+    train_sources = source_sets(recipe.data, "train")
+    val_pairs = mixed_pairs(source_sets(recipe.data, "val"), min(VAL_PAIRS, limit or VAL_PAIRS), size, seed + 1)
+    per_epoch = recipe.steps_per_epoch if not limit else max(1, limit // recipe.batch_size)
+
+    model = build(recipe.arch, dict(recipe.config, input_size=size)).to(dev).to(memory_format=torch.channels_last)
+    optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
+    last = run_dir / LAST
+    start_epoch, train_seconds, history = (0, 0.0, [])
+    if resume:
+        start_epoch, train_seconds, history = restore(last, recipe, model, optimizer, schedule, per_epoch)
+    data_meta = {"source": str(Path(recipe.data)), "fingerprints": fingerprints(recipe.data),
+                 "sources": {"train": "CIFAR-10 train (19 of every 20) + Caltech-101 subset train hash bucket (80%)",
+                             "val": "CIFAR-10 train (1 of every 20) + Caltech-101 subset val bucket (5%)",
+                             "test": "CIFAR-10 test + Caltech-101 subset test bucket (15%)"}}
+
+    def meta_for(epochs_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": recipe.name, "task": recipe.task, "arch": recipe.arch, "config": model.config_dict(),
+            "labels": list(CHANGE_LABELS), "changes": list(CHANGES), "param_names": list(PARAM_NAMES),
+            "input": {"height": size, "width": size, "layout": "NHWC", "dtype": "uint8", "resize": "center-crop"},
+            "training": {"recipe": asdict(recipe), "epochs_done": epochs_done, "seconds": train_seconds,
+                         "device": dev.type, "precision": "bf16-autocast" if bf16 else "fp32", "seed": seed,
+                         "torch": torch.__version__, "steps_per_epoch": per_epoch},
+            "metrics": metrics, "data": data_meta, "code_version": code_version(),
+        }
+
+    for epoch in range(start_epoch, recipe.epochs):
+        model.train()
+        stream = PairStream(train_sources, recipe.batch_size, size, seed, epoch, per_epoch)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1 if not limit else 0)
+        began = time.time()
+        seen, correct, loss_sum = 0, 0, 0.0
+        bar = tqdm(loader, total=per_epoch, desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
+                   disable=not progress, mininterval=10)
+        for a, b, labels, params in bar:
+            a, b, labels, params = a.to(dev), b.to(dev), labels.to(dev), params.to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss, predicted = changer_loss(model, a, b, labels, params)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            seen += len(labels)
+            correct += int((predicted == labels).sum())
+            loss_sum += float(loss.detach()) * len(labels)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        train_seconds += time.time() - began
+        val = pair_metrics(model, val_pairs, dev, bf16)
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                        "val_loss": val["loss_bce"], "val_accuracy": val["accuracy"], "seconds": train_seconds,
+                        "val_median_angle_error_deg": val["median_angle_error_deg"],
+                        "val_median_shift_error": val["median_shift_error"],
+                        "val_median_abs_log_scale_error": val["median_abs_log_scale_error"]})
+        print(f"{recipe.name} epoch {epoch + 1}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} | val acc "
+              f"{val['accuracy']:.4f} angle {val['median_angle_error_deg']:.2f}° shift {val['median_shift_error']:.4f} "
+              f"log-scale {val['median_abs_log_scale_error']:.4f} | {train_seconds:.0f}s", flush=True)
+        save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), optimizer_state(optimizer))
+
+    metrics: dict[str, Any] = {"history": history, "train_seconds": train_seconds}
+    test_sources = source_sets(recipe.data, "test")
+    n_test = min(TEST_PAIRS_PER_SOURCE, limit or TEST_PAIRS_PER_SOURCE)
+    test_pairs = {name: make_pairs(images, n_test, size, [seed + 2, k])
+                  for k, (name, images) in enumerate(test_sources.items())}
+    by_source = {name: pair_metrics(model, pairs, dev) for name, pairs in test_pairs.items()}
+    everything = Pairs(*(np.concatenate([getattr(p, f) for p in test_pairs.values()])
+                         for f in ("a", "b", "labels", "params", "source")))
+    combined = pair_metrics(model, everything, dev)
+    metrics.update({"test_accuracy": combined["accuracy"], "test": combined, "test_by_source": by_source,
+                    "val": pair_metrics(model, val_pairs, dev), "confusion_matrix": combined["confusion_matrix"],
+                    "train_accuracy": history[-1]["train_accuracy"] if history else None,
+                    "train_accuracy_note": "running accuracy over the last epoch's generated training pairs"})
+    save_checkpoint(run_dir / FINAL, model, meta_for(recipe.epochs, metrics))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    from .plots import write_pair_grid, write_plots
+
+    write_plots(run_dir, metrics, list(CHANGE_LABELS))
+    write_pair_grid(run_dir / "pairs.png", mixed_pairs(test_sources, 64, size, seed + 3))
+    return run_dir

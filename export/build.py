@@ -17,6 +17,7 @@ from zoo.registry import PACKAGE_MODELS
 from zoo.runtime import sha256_file
 
 from .onnx_export import op_types, save, set_metadata, to_onnx
+from .report import model_readme
 from .validate import check_parity, write_test_vectors
 
 #: Graph input and output names per task, declared as data.
@@ -87,6 +88,8 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
             if (run_dir / plot).is_file():
                 shutil.copyfile(run_dir / plot, stage / plot)
                 plots[plot.removesuffix(".png")] = plot
+        draft = build_card(meta, stage, input_names, output_names, parity, graph_ops, plots, exporter)
+        (stage / "README.md").write_text(model_readme(draft))
         card = build_card(meta, stage, input_names, output_names, parity, graph_ops, plots, exporter)
         card.write(stage)
         target = Path(out_root) / name

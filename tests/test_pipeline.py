@@ -69,3 +69,37 @@ def test_an_interrupted_run_resumes_where_it_stopped(cifar_root, tmp_path, monke
     a, b = load_tensors(straight / "model.safetensors"), load_tensors(resumed / "model.safetensors")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_changer_train_export_load(cifar_root, tmp_path, monkeypatch):
+    from training.train_changer import train_changer
+
+    data_root = cifar_root.parent
+    if not (data_root / "caltech101-subset").is_dir():
+        pytest.skip("the Caltech-101 subset is not beside the CIFAR-10 folders")
+    recipe = replace(RECIPES["changer"], data=str(data_root), epochs=1, lr=1e-3)
+    run_dir = train_changer(recipe, out=tmp_path / "runs", limit=256, progress=False)
+    meta = read_metadata(run_dir / "model.safetensors")
+    assert meta["labels"][7] == "displacement+rotation+scaling"
+    assert set(meta["metrics"]["test_by_source"]) == {"cifar10", "caltech101"}
+    assert (run_dir / "pairs.png").is_file()
+
+    export_model(run_dir / "model.safetensors", tmp_path / "models", data=str(data_root))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "models"))
+    model = zoo.load("changer", device="cpu")
+    photos = sorted((data_root / "caltech101-subset").glob("*/*.jpg"))[:3]
+    prediction = model.predict(photos[0], photos[1])
+    assert set(prediction.probs) == set(meta["labels"]) and prediction.label in prediction.probs
+    assert set(prediction.changes) == {"displacement", "rotation", "scaling"}
+    assert set(prediction.params) == {"shift_x", "shift_y", "angle", "scale"}
+    assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    # The eight class probabilities are the products of the three change probabilities.
+    c = prediction.changes
+    assert prediction.probs["displacement+scaling"] == pytest.approx(
+        c["displacement"] * (1 - c["rotation"]) * c["scaling"], abs=1e-6)
+    batch = model.predict_batch([(photos[0], photos[1]), (photos[1], photos[2])])
+    assert batch[0].probs == pytest.approx(prediction.probs, abs=1e-6)
+    with pytest.raises(zoo.ImageError, match="2 image"):
+        model.predict(photos[0])
+    with pytest.raises(zoo.ImageError, match="missing an image"):
+        model.predict_batch([(photos[0], None)])

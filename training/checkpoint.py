@@ -12,10 +12,6 @@ from torch import nn
 
 from .nets import build
 
-#: Metadata keys, each a JSON string in the safetensors header.
-META_KEYS = ("arch", "config", "labels", "input", "training", "metrics", "data", "code_version", "task", "name")
-
-
 def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any], extra: dict[str, torch.Tensor] | None = None) -> None:
     """Write the model's weights (plus `extra` tensors, e.g. optimizer state) with JSON metadata, atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

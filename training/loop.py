@@ -94,5 +94,20 @@ def restore(last: Path, recipe: Recipe, model: nn.Module, optimizer: torch.optim
     return done, meta["training"]["seconds"], meta["metrics"]["history"]
 
 
+def checkpoint_meta(recipe: Recipe, model: nn.Module, labels: list[str], epochs_done: int, seconds: float,
+                    device: torch.device, bf16: bool, seed: int, metrics: dict[str, Any], data: dict[str, Any],
+                    **extra: Any) -> dict[str, Any]:
+    """What a checkpoint carries (as safetensors metadata) to rebuild, evaluate and describe its model."""
+    size = recipe.input_size
+    return {
+        "name": recipe.name, "task": recipe.task, "arch": recipe.arch, "config": model.config_dict(),
+        "labels": list(labels),
+        "input": {"height": size, "width": size, "layout": "NHWC", "dtype": "uint8", "resize": "center-crop"},
+        "training": {"recipe": asdict(recipe), "epochs_done": epochs_done, "seconds": seconds, "device": device.type,
+                     "precision": "bf16-autocast" if bf16 else "fp32", "seed": seed, "torch": torch.__version__},
+        "metrics": metrics, "data": data, "code_version": code_version(), **extra,
+    }
+
+
 def steps_per_epoch(count: int, batch_size: int) -> int:
     return math.ceil(count / batch_size)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from tqdm import tqdm
 from .checkpoint import save_checkpoint
 from .data import Split, load_split
 from .geometry import random_rotation_zoom, similarity_warp
-from .loop import (FINAL, LAST, bf16_is_fast, code_version, make_optimizer, optimizer_state, pick_device, restore,
+from .loop import (FINAL, LAST, bf16_is_fast, checkpoint_meta, make_optimizer, optimizer_state, pick_device, restore,
                    steps_per_epoch)
 from .nets import build
 from .recipes import Recipe
@@ -109,16 +108,8 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
                  "test_images": len(test_split)}
 
     def meta_for(epochs_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": recipe.name, "task": recipe.task, "arch": recipe.arch, "config": model.config_dict(),
-            "labels": list(train_split.classes),
-            "input": {"height": recipe.input_size, "width": recipe.input_size, "layout": "NHWC", "dtype": "uint8",
-                      "resize": "center-crop"},
-            "training": {"recipe": asdict(recipe), "epochs_done": epochs_done, "seconds": train_seconds,
-                         "device": dev.type, "precision": "bf16-autocast" if bf16 else "fp32", "seed": seed,
-                         "torch": torch.__version__},
-            "metrics": metrics, "data": data_meta, "code_version": code_version(),
-        }
+        return checkpoint_meta(recipe, model, list(train_split.classes), epochs_done, train_seconds, dev, bf16, seed,
+                               metrics, data_meta)
 
     for epoch in range(start_epoch, recipe.epochs):
         model.train()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,7 +14,7 @@ from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
 from .data import load_hashed_split, load_split
-from .loop import FINAL, LAST, bf16_is_fast, code_version, make_optimizer, optimizer_state, pick_device, restore
+from .loop import FINAL, LAST, bf16_is_fast, checkpoint_meta, make_optimizer, optimizer_state, pick_device, restore
 from .nets import build
 from .nets.changer import normalise
 from .pairs import CHANGE_LABELS, CLASS_CHANGES, CHANGES, PARAM_NAMES, Pairs, make_pairs
@@ -153,15 +152,8 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
                              "test": "CIFAR-10 test + Caltech-101 subset test bucket (15%)"}}
 
     def meta_for(epochs_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "name": recipe.name, "task": recipe.task, "arch": recipe.arch, "config": model.config_dict(),
-            "labels": list(CHANGE_LABELS), "changes": list(CHANGES), "param_names": list(PARAM_NAMES),
-            "input": {"height": size, "width": size, "layout": "NHWC", "dtype": "uint8", "resize": "center-crop"},
-            "training": {"recipe": asdict(recipe), "epochs_done": epochs_done, "seconds": train_seconds,
-                         "device": dev.type, "precision": "bf16-autocast" if bf16 else "fp32", "seed": seed,
-                         "torch": torch.__version__, "steps_per_epoch": per_epoch},
-            "metrics": metrics, "data": data_meta, "code_version": code_version(),
-        }
+        return checkpoint_meta(recipe, model, list(CHANGE_LABELS), epochs_done, train_seconds, dev, bf16, seed,
+                               metrics, data_meta, changes=list(CHANGES), param_names=list(PARAM_NAMES))
 
     for epoch in range(start_epoch, recipe.epochs):
         model.train()

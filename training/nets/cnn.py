@@ -17,6 +17,7 @@ class SmallCNNConfig:
     deformable: bool = False
     deform_implementation: str = "sampled"
     input_size: int = 32
+    pool: int = 2  # max-pool window (stride 2); 3 overlaps neighbouring windows
 
     def __post_init__(self) -> None:
         self.widths = tuple(self.widths)  # JSON brings lists back
@@ -36,7 +37,8 @@ class SmallCNN(nn.Module):
                                     implementation=config.deform_implementation)
             else:
                 conv = nn.Conv2d(in_channels, width, config.kernel_size, padding=pad, bias=False)
-            blocks.append(nn.Sequential(conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.MaxPool2d(2)))
+            blocks.append(nn.Sequential(conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                                        nn.MaxPool2d(config.pool, 2, padding=(config.pool - 1) // 2)))
             in_channels = width
         self.blocks = nn.Sequential(*blocks)
         side = config.input_size // 2 ** len(config.widths)

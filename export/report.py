@@ -1,0 +1,104 @@
+"""python -m export.report: the README's table of shipped models, from their cards."""
+from __future__ import annotations
+
+import json
+
+import zoo
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.2%}" if isinstance(value, (int, float)) else "–"
+
+
+def model_table() -> str:
+    rows = ["| model | task | input | test accuracy | train accuracy | trained | files |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in zoo.list():
+        card = zoo.card(name)
+        training = card.provenance.get("training", {})
+        size = sum(f["bytes"] for f in card.files.values()) / 1e6
+        inputs = " + ".join(f"{s.height}×{s.width}" for s in card.inputs)
+        rows.append(f"| `{name}` | {card.task} | {inputs} | {_pct(card.metrics.get('test_accuracy'))} | "
+                    f"{_pct(card.metrics.get('train_accuracy'))} | {training.get('seconds', 0) / 60:.1f} min, "
+                    f"{training.get('device', '?')} | {size:.1f} MB |")
+    return "\n".join(rows)
+
+
+def robustness_table() -> str:
+    """Test accuracy of the CIFAR-10 models under geometric perturbation, side by side."""
+    cards = [zoo.card(n) for n in zoo.list() if "perturbed_test_accuracy" in zoo.card(n).metrics]
+    if not cards:
+        return ""
+    kinds = list(cards[0].metrics["perturbed_test_accuracy"])
+    rows = ["| model | clean | " + " | ".join(kinds) + " |", "| --- | --- | " + " | ".join("---" for _ in kinds) + " |"]
+    for card in cards:
+        perturbed = card.metrics["perturbed_test_accuracy"]
+        rows.append(f"| `{card.name}` | {_pct(card.headline_accuracy)} | "
+                    + " | ".join(_pct(perturbed[k]) for k in kinds) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(model_table())
+    print()
+    print(robustness_table())
+
+
+OUTPUT_NOTES = {
+    "image-classification": "`logits` (N, classes), float32. Postprocessing: softmax over classes; zoo returns the top "
+                            "label, its probability and every label's probability.",
+    "change-detection": "`class_probs` (N, 8): the probabilities of the eight change classes, the products of the "
+                        "three change probabilities; `change_probs` (N, 3): displacement, rotation, scaling; "
+                        "`params` (N, 4): shift_x, shift_y (fractions of the view's side), angle (degrees, "
+                        "counterclockwise on screen), scale. zoo returns them as `probs`, `changes` and `params`.",
+}
+
+
+def model_readme(card: zoo.ModelCard) -> str:
+    """The human-readable model card (ONNX Model Zoo style), rendered from card.json's contents."""
+    m, prov = card.metrics, card.provenance
+    training = prov.get("training", {})
+    lines = [f"# {card.name}", "", card.description, "",
+             f"Version {card.version} · task `{card.task}` · ONNX opset {card.opset}", "",
+             "## Input", ""]
+    for spec in card.inputs:
+        lines.append(f"- `{spec.name}`: uint8 RGB, NHWC, shape (N, {spec.height}, {spec.width}, 3); N is dynamic.")
+    lines += ["", "## Preprocessing", "",
+              f"Any image is decoded to RGB (EXIF orientation honoured) and resized by `{card.inputs[0].resize}` "
+              "(`zoo/preprocess.py`: scale to cover the input, cut the centre). Casting, scaling to [0, 1], "
+              "normalisation and the NHWC → NCHW transpose are inside the graph.", "",
+              "## Output", "", OUTPUT_NOTES.get(card.task, ""), "", f"Labels: {', '.join(card.labels)}.", "",
+              "## Metrics", ""]
+    if "test_accuracy" in m:
+        lines.append(f"- test accuracy: **{_pct(m['test_accuracy'])}** ({m.get('test_images', m.get('test', {}).get('pairs', '?'))} held-out inputs)")
+    if m.get("train_accuracy") is not None:
+        lines.append(f"- train accuracy: {_pct(m['train_accuracy'])} ({m.get('train_accuracy_note', '')})")
+    if "test_loss" in m:
+        lines.append(f"- test loss: {m['test_loss']:.4f}; train loss: {m.get('train_loss', float('nan')):.4f}")
+    if "perturbed_test_accuracy" in m:
+        lines.append("- test accuracy under geometric perturbation: "
+                     + ", ".join(f"{k} {_pct(v)}" for k, v in m["perturbed_test_accuracy"].items())
+                     + " (rotation 15–30° either sign, zoom 1.2–1.6 in or out, reflected borders; "
+                       "`training/train.py: perturbed_accuracy`)")
+    for source, result in m.get("test_by_source", {}).items():
+        lines.append(f"- {source} test pairs ({result['pairs']}): accuracy {_pct(result['accuracy'])}; median errors: "
+                     f"angle {result['median_angle_error_deg']:.2f}°, shift {result['median_shift_error']:.4f} of the side, "
+                     f"|log s| {result['median_abs_log_scale_error']:.4f}")
+    per_class = m.get("per_class_accuracy") or m.get("test", {}).get("per_class_accuracy")
+    if per_class:
+        lines += ["", "| class | test accuracy |", "| --- | --- |"]
+        lines += [f"| {label} | {_pct(value)} |" for label, value in per_class.items()]
+    lines += ["", "## Provenance", "",
+              f"- data: {prov.get('data_note', '')}",
+              f"- data source and fingerprints: `{json.dumps(prov.get('data', {}), sort_keys=True)}`",
+              f"- architecture: `{json.dumps(prov.get('architecture', {}))}`",
+              f"- training: {training.get('seconds', 0) / 60:.1f} min on {training.get('device', '?')} "
+              f"({training.get('precision', '?')}), torch {training.get('torch', '?')}, seed {training.get('seed', '?')}",
+              f"- recipe: `{json.dumps(training.get('recipe', {}))}`",
+              f"- code version: {prov.get('code_version')}",
+              f"- export: {prov.get('export', {}).get('exporter')} exporter; parity with PyTorch: "
+              f"`{json.dumps(prov.get('export', {}).get('parity', {}))}`", ""]
+    for title, plot in card.plots.items():
+        lines += [f"![{title}]({plot})", ""]
+    lines += ["## Files", "", "sha256 and sizes of every file are in `card.json` and checked by `zoo.load`."]
+    return "\n".join(lines) + "\n"

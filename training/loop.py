@@ -44,6 +44,15 @@ def code_version() -> str:
         return "unknown"
 
 
+def start_run(recipe: Recipe, out: Path, device: str, seed: int) -> tuple[torch.device, bool, Path]:
+    """Seed, pick the device and precision, and make the run folder `out/NAME`."""
+    torch.manual_seed(seed)
+    dev = pick_device(device)
+    run_dir = Path(out) / recipe.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return dev, bf16_is_fast(dev), run_dir
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, total_steps: int):
     """The recipe's optimizer (no weight decay on norms and biases) with a one-cycle schedule."""
     decay = [p for p in model.parameters() if p.ndim > 1]

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .checkpoint import save_checkpoint
 from .data import Split, load_split
 from .geometry import random_rotation_zoom, similarity_warp
-from .loop import (FINAL, LAST, bf16_is_fast, checkpoint_meta, make_optimizer, optimizer_state, pick_device, restore,
+from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, restore, start_run,
                    steps_per_epoch)
 from .nets import build
 from .recipes import Recipe
@@ -77,11 +77,7 @@ def perturbed_accuracy(model: nn.Module, split: Split, device: torch.device, kin
 def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
           device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
     """Train `recipe`; returns the run folder holding model.safetensors, metrics.json and plots."""
-    torch.manual_seed(seed)
-    dev = pick_device(device)
-    bf16 = bf16_is_fast(dev)
-    run_dir = Path(out) / recipe.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    dev, bf16, run_dir = start_run(recipe, out, device, seed)
 
     train_split = load_split(recipe.data, "train", recipe.input_size)
     test_split = load_split(recipe.data, "test", recipe.input_size)

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
 from .data import load_hashed_split, load_split
-from .loop import FINAL, LAST, bf16_is_fast, checkpoint_meta, make_optimizer, optimizer_state, pick_device, restore
+from .loop import FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, restore, start_run
 from .nets import build
 from .nets.changer import normalise
 from .pairs import CHANGE_LABELS, CLASS_CHANGES, CHANGES, PARAM_NAMES, Pairs, make_pairs
@@ -130,11 +130,7 @@ def pair_metrics(model: nn.Module, pairs: Pairs, device: torch.device, bf16: boo
 def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
                   device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
     """Train the changer; returns the run folder (model.safetensors, metrics.json, plots)."""
-    torch.manual_seed(seed)
-    dev = pick_device(device)
-    bf16 = bf16_is_fast(dev)
-    run_dir = Path(out) / recipe.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    dev, bf16, run_dir = start_run(recipe, out, device, seed)
     size = recipe.input_size
     train_sources = source_sets(recipe.data, "train")
     val_pairs = mixed_pairs(source_sets(recipe.data, "val"), min(VAL_PAIRS, limit or VAL_PAIRS), size, seed + 1)

@@ -9,8 +9,9 @@ import pytest
 
 import zoo
 
-SHIPPED = zoo.list()
-pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped models")
+#: Single-image models; the changer's two-image API has tests of its own.
+SHIPPED = [name for name in zoo.list() if len(zoo.card(name).inputs) == 1]
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped single-image models")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -12,8 +12,9 @@ from PIL import Image
 
 import zoo
 
-SHIPPED = zoo.list()
-pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped models")
+#: Single-image models; the changer's two-image API has tests of its own.
+SHIPPED = [name for name in zoo.list() if len(zoo.card(name).inputs) == 1]
+pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped single-image models")
 
 
 def test_import_zoo_does_not_import_torch():

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.checkpoint import load_model
+from training.checkpoint import load_model, read_metadata
 from training.data import load_split
 from training.recipes import RECIPES
 from zoo.card import InputSpec, ModelCard
@@ -57,7 +57,13 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
                  exporter: str = "dynamo", portable: bool = False) -> Path:
     """Export, validate and install one model; returns its folder. Nothing is replaced unless all checks pass."""
     checkpoint = Path(checkpoint)
-    reference, meta = load_model(checkpoint, **_implementation(checkpoint, "torchvision"))
+    meta = read_metadata(checkpoint)
+
+    def using(implementation: str) -> dict[str, str]:
+        """Config override choosing the deformable op's implementation, for models that have one."""
+        return {"deform_implementation": implementation} if has_deformable(meta) else {}
+
+    reference, _ = load_model(checkpoint, **using("torchvision"))
     name, task = meta["name"], meta["task"]
     input_names, output_names = IO_NAMES[task]
     feeds = validation_feeds(meta, data, PARITY_IMAGES)
@@ -72,7 +78,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         parity: dict[str, Any] = {}
         graph_ops: dict[str, list[str]] = {}
         for filename, implementation in forms.items():
-            model, _ = load_model(checkpoint, **_implementation(checkpoint, implementation))
+            model, _ = load_model(checkpoint, **using(implementation))
             proto = to_onnx(model, example, input_names, output_names, exporter=exporter)
             set_metadata(proto, {"name": name, "task": task, "version": _version(meta), "labels": meta["labels"],
                                  "input": meta["input"], "exporter": exporter})
@@ -98,12 +104,6 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(stage, target)
     return target
-
-
-def _implementation(checkpoint: Path, implementation: str) -> dict[str, str]:
-    from training.checkpoint import read_metadata
-
-    return {"deform_implementation": implementation} if has_deformable(read_metadata(checkpoint)) else {}
 
 
 def _version(meta: dict[str, Any]) -> str:

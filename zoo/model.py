@@ -1,7 +1,7 @@
 """Model: one shipped ONNX model behind `predict` and `predict_batch`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -25,7 +25,6 @@ class Prediction:
     probs: dict[str, float]
     changes: dict[str, float] | None = None
     params: dict[str, float] | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"label": self.label, "score": self.score, "probs": self.probs}
@@ -47,13 +46,13 @@ def _classification(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Pre
     return [_from_probs(card.labels, row) for row in probs]
 
 
-def _from_probs(labels: Sequence[str], row: np.ndarray, **extra: object) -> Prediction:
+def _from_probs(labels: Sequence[str], row: np.ndarray, **details: dict[str, float]) -> Prediction:
     best = int(np.argmax(row))
     return Prediction(
         label=labels[best],
         score=float(row[best]),
         probs={label: float(p) for label, p in zip(labels, row)},
-        **extra,
+        **details,
     )
 
 

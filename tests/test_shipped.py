@@ -49,9 +49,9 @@ def test_onnx_metadata_matches_card(card):
 
 
 def test_test_vectors_reproduce(card):
-    folder = zoo.models_root() / card.name
-    vectors = folder / "test_data_set_0"
-    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    """Load through zoo (hashes checked) and run the ONNX Model Zoo test vectors on its session."""
+    vectors = zoo.models_root() / card.name / "test_data_set_0"
+    session = zoo.load(card.name, device="cpu").session
     feeds = {}
     for k, spec in enumerate(session.get_inputs()):
         feeds[spec.name] = numpy_helper.to_array(onnx.load_tensor(str(vectors / f"input_{k}.pb")))

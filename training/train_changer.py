@@ -67,12 +67,16 @@ class PairStream(torch.utils.data.IterableDataset):
                    torch.from_numpy(pairs.params).float())
 
 
+#: Weight of the parameter term against the change BCE, and smooth L1's beta (in normalised units).
+PARAM_WEIGHT, PARAM_BETA = 4.0, 0.02
+
+
 def changer_loss(model: nn.Module, a: Tensor, b: Tensor, labels: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
     """BCE on the three changes + smooth L1 on the normalised parameters; returns (loss, predicted class)."""
     logits, regressed = model.raw(a, b)
     targets = torch.as_tensor(CLASS_CHANGES, device=a.device)[labels].float()
     loss = F.binary_cross_entropy_with_logits(logits, targets)
-    loss = loss + 4 * F.smooth_l1_loss(regressed, normalise(params), beta=0.02)
+    loss = loss + PARAM_WEIGHT * F.smooth_l1_loss(regressed, normalise(params), beta=PARAM_BETA)
     return loss, classes_from_changes(logits > 0)
 
 
@@ -108,12 +112,15 @@ def pair_metrics(model: nn.Module, pairs: Pairs, device: torch.device, bf16: boo
     angle_error = np.abs(params[:, 2] - pairs.params[:, 2])
     log_scale_error = np.abs(np.log(params[:, 3]) - np.log(pairs.params[:, 3]))
     median = lambda values, mask: float(np.median(values[mask])) if mask.any() else float("nan")  # noqa: E731
-    targets = present.astype(np.float64)
-    eps = 1e-7
-    bce = -np.mean(targets * np.log(changes + eps) + (1 - targets) * np.log(1 - changes + eps))
+    # The training loss, from the exported outputs: change BCE + weighted smooth L1 on the parameters.
+    bce = F.binary_cross_entropy(torch.from_numpy(changes).double().clamp(1e-7, 1 - 1e-7),
+                                 torch.from_numpy(present).double())
+    regression = F.smooth_l1_loss(normalise(torch.from_numpy(params).double()),
+                                  normalise(torch.from_numpy(pairs.params).double()), beta=PARAM_BETA)
     return {
         "pairs": len(truth),
         "accuracy": float((predicted == truth).mean()),
+        "loss": float(bce + PARAM_WEIGHT * regression),
         "loss_bce": float(bce),
         "per_class_accuracy": {label: float(matrix[i, i] / max(1, matrix[i].sum())) for i, label in enumerate(CHANGE_LABELS)},
         "change_accuracy": {c: float(((changes[:, i] > 0.5) == present[:, i]).mean()) for i, c in enumerate(CHANGES)},
@@ -174,7 +181,7 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
         train_seconds += time.time() - began
         val = pair_metrics(model, val_pairs, dev, bf16)
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                        "val_loss": val["loss_bce"], "val_accuracy": val["accuracy"], "seconds": train_seconds,
+                        "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": train_seconds,
                         "val_median_angle_error_deg": val["median_angle_error_deg"],
                         "val_median_shift_error": val["median_shift_error"],
                         "val_median_abs_log_scale_error": val["median_abs_log_scale_error"]})

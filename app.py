@@ -90,7 +90,7 @@ def model_summary(card: zoo.ModelCard) -> str:
     perturbed = card.metrics.get("perturbed_test_accuracy")
     if perturbed:
         lines.append("**Under perturbation:** " + ", ".join(f"{k} {v:.2%}" for k, v in perturbed.items()))
-    size = sum(f["bytes"] for f in card.files.values()) / 1e6
+    size = card.size_bytes / 1e6
     training = card.provenance.get("training", {})
     lines.append(f"**Files:** {len(card.files)} ({size:.1f} MB) · **version** {card.version}")
     lines.append(f"**Trained:** {training.get('seconds', 0) / 60:.1f} min on {training.get('device', '?')} "

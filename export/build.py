@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from zoo.card import InputSpec, ModelCard
 from zoo.registry import PACKAGE_MODELS
 from zoo.runtime import sha256_file
 
+from .deform_onnx import DEFORM_OPSET
 from .onnx_export import op_types, save, set_metadata, to_onnx
 from .report import model_readme
 from .validate import check_parity, write_test_vectors
@@ -40,9 +42,9 @@ def validation_feeds(meta: dict[str, Any], data: str | None, count: int) -> dict
     """`count` real held-out inputs at the model's input size, as the graph's feeds."""
     source = data or RECIPES[meta["name"]].data
     if meta["task"] == "change-detection":
-        from training.train_changer import mixed_pairs, source_sets
+        from training.train_changer import mixed_pairs, source_images, source_sets
 
-        pairs = mixed_pairs(source_sets(source, "test"), count, meta["input"]["height"], seed=12345)
+        pairs = mixed_pairs(source_images(source_sets(source, "test")), count, meta["input"]["height"], seed=12345)
         return {"image_a": pairs.a, "image_b": pairs.b}
     split = load_split(source, "test", meta["input"]["height"])
     pick = np.linspace(0, len(split) - 1, min(count, len(split))).astype(int)
@@ -67,7 +69,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
     name, task = meta["name"], meta["task"]
     input_names, output_names = IO_NAMES[task]
     feeds = validation_feeds(meta, data, PARITY_IMAGES)
-    example = tuple(torch.from_numpy(feeds[name][:2]) for name in input_names)
+    example = tuple(torch.from_numpy(feeds[graph_input][:2]) for graph_input in input_names)
 
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as tmp:
         stage = Path(tmp) / name
@@ -78,14 +80,14 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         parity: dict[str, Any] = {}
         graph_ops: dict[str, list[str]] = {}
         for filename, implementation in forms.items():
-            model, _ = load_model(checkpoint, **using(implementation))
+            model = reference if implementation == "torchvision" else load_model(checkpoint, **using(implementation))[0]
             proto = to_onnx(model, example, input_names, output_names, exporter=exporter)
             set_metadata(proto, {"name": name, "task": task, "version": _version(meta), "labels": meta["labels"],
                                  "input": meta["input"], "exporter": exporter})
             save(proto, stage / filename)
             parity[filename] = check_parity(stage / filename, reference, feeds, TOLERANCE).as_dict()
             graph_ops[filename] = sorted(op_types(proto))
-        vector_feeds = {name: array[:VECTOR_IMAGES] for name, array in feeds.items()}
+        vector_feeds = {graph_input: array[:VECTOR_IMAGES] for graph_input, array in feeds.items()}
         write_test_vectors(stage, stage / "model.onnx", vector_feeds)
         shutil.copyfile(checkpoint, stage / "model.safetensors")
         run_dir = checkpoint.parent
@@ -94,10 +96,9 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
             if (run_dir / plot).is_file():
                 shutil.copyfile(run_dir / plot, stage / plot)
                 plots[plot.removesuffix(".png")] = plot
-        draft = build_card(meta, stage, input_names, output_names, parity, graph_ops, plots, exporter)
-        (stage / "README.md").write_text(model_readme(draft))
-        card = build_card(meta, stage, input_names, output_names, parity, graph_ops, plots, exporter)
-        card.write(stage)
+        card = build_card(meta, input_names, output_names, parity, graph_ops, plots, exporter)
+        (stage / "README.md").write_text(model_readme(card))
+        replace(card, files=file_hashes(stage)).write(stage)
         target = Path(out_root) / name
         if target.exists():
             shutil.rmtree(target)
@@ -110,14 +111,16 @@ def _version(meta: dict[str, Any]) -> str:
     return f"1.0+{meta.get('code_version', 'unknown')}"
 
 
-def build_card(meta: dict[str, Any], folder: Path, input_names: list[str], output_names: list[str],
-               parity: dict[str, Any], graph_ops: dict[str, list[str]], plots: dict[str, str], exporter: str) -> ModelCard:
-    metrics = {k: v for k, v in meta["metrics"].items()}
+def file_hashes(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under `folder`, by relative path."""
+    return {path.relative_to(folder).as_posix(): {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            for path in sorted(p for p in folder.rglob("*") if p.is_file())}
+
+
+def build_card(meta: dict[str, Any], input_names: list[str], output_names: list[str], parity: dict[str, Any],
+               graph_ops: dict[str, list[str]], plots: dict[str, str], exporter: str) -> ModelCard:
+    """The card of an exported model; its `files` are filled in once every file is written."""
     recipe = meta["training"]["recipe"]
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        files[relative] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     size = meta["input"]
     return ModelCard(
         name=meta["name"],
@@ -127,18 +130,18 @@ def build_card(meta: dict[str, Any], folder: Path, input_names: list[str], outpu
         inputs=tuple(InputSpec(n, size["height"], size["width"], size["resize"]) for n in input_names),
         outputs=tuple(output_names),
         labels=tuple(meta["labels"]),
-        files=files,
-        metrics=metrics,
+        files={},
+        metrics=dict(meta["metrics"]),
         provenance={
             "data": meta["data"],
             "data_note": DATA_NOTES[meta["task"]],
             "architecture": {"arch": meta["arch"], "config": meta["config"]},
-            "training": {k: v for k, v in meta["training"].items() if k != "recipe"} | {"recipe": recipe},
+            "training": meta["training"],
             "code_version": meta.get("code_version"),
             "export": {"exporter": exporter, "torch": torch.__version__, "parity": parity, "graph_ops": graph_ops},
         },
         plots=plots,
-        opset=19,
+        opset=DEFORM_OPSET,
         tolerance=TOLERANCE,
         extra={"demo": recipe.get("demo"), **{k: meta[k] for k in ("changes", "param_names") if k in meta}},
     )

@@ -16,7 +16,7 @@ def model_table() -> str:
     for name in zoo.list():
         card = zoo.card(name)
         training = card.provenance.get("training", {})
-        size = sum(f["bytes"] for f in card.files.values()) / 1e6
+        size = card.size_bytes / 1e6
         inputs = " + ".join(f"{s.height}×{s.width}" for s in card.inputs)
         rows.append(f"| `{name}` | {card.task} | {inputs} | {_pct(card.metrics.get('test_accuracy'))} | "
                     f"{_pct(card.metrics.get('train_accuracy'))} | {training.get('seconds', 0) / 60:.1f} min, "
@@ -26,7 +26,7 @@ def model_table() -> str:
 
 def robustness_table() -> str:
     """Test accuracy of the CIFAR-10 models under geometric perturbation, side by side."""
-    cards = [zoo.card(n) for n in zoo.list() if "perturbed_test_accuracy" in zoo.card(n).metrics]
+    cards = [card for card in map(zoo.card, zoo.list()) if "perturbed_test_accuracy" in card.metrics]
     if not cards:
         return ""
     kinds = list(cards[0].metrics["perturbed_test_accuracy"])
@@ -37,11 +37,6 @@ def robustness_table() -> str:
                     + " | ".join(_pct(perturbed[k]) for k in kinds) + " |")
     return "\n".join(rows)
 
-
-if __name__ == "__main__":
-    print(model_table())
-    print()
-    print(robustness_table())
 
 
 OUTPUT_NOTES = {
@@ -102,3 +97,9 @@ def model_readme(card: zoo.ModelCard) -> str:
         lines += [f"![{title}]({plot})", ""]
     lines += ["## Files", "", "sha256 and sizes of every file are in `card.json` and checked by `zoo.load`."]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(model_table())
+    print()
+    print(robustness_table())

@@ -11,8 +11,10 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from zoo.errors import ZooError
 
-class ExportValidationError(Exception):
+
+class ExportValidationError(ZooError):
     """The ONNX file does not reproduce the PyTorch model; lists every failed check."""
 
 

@@ -82,16 +82,21 @@ def _decode(job: tuple[str, int]) -> np.ndarray:
 
 def _load_image_folder(root: Path, size: int) -> Split:
     classes, files = _folder_index(root)
+    return _decoded(root, files, classes, size, f"{root.name}", str(root))
+
+
+def _decoded(root: Path, files: list[tuple[Path, int]], classes: tuple[str, ...], size: int, key: str,
+             source: str) -> Split:
+    """`files` decoded at size x size, from the cache when their fingerprint was decoded before."""
     fingerprint = fingerprint_files(root, files)
-    cached = cache_dir() / f"{root.name}-{fingerprint}-{size}"
+    cached = cache_dir() / f"{key}-{fingerprint}-{size}"
     labels = np.array([label for _, label in files], dtype=np.int64)
     if not (cached / "images.npy").is_file():
         jobs = [(str(path), size) for path, _ in files]
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            images = np.stack(list(pool.map(_decode, jobs, chunksize=256)))
+            images = np.stack(list(pool.map(_decode, jobs, chunksize=64)))
         _save(cached, images, labels, classes, str(root))
-    images = np.load(cached / "images.npy", allow_pickle=False)
-    return Split(images, labels, classes, str(root), fingerprint)
+    return Split(np.load(cached / "images.npy", allow_pickle=False), labels, classes, source, fingerprint)
 
 
 #: Share of each split when a flat image collection is divided by file-name hash (stable, disjoint).
@@ -109,14 +114,7 @@ def load_hashed_split(root: str | Path, split: str, size: int) -> Split:
     low, high = HASH_SPLITS[split]
     bucket = lambda path: int(hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest()[:8], 16) % 100  # noqa: E731
     files = [(path, label) for path, label in files if low <= bucket(path) < high]
-    fingerprint = fingerprint_files(root, files)
-    cached = cache_dir() / f"{root.name}-{split}-{fingerprint}-{size}"
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    if not (cached / "images.npy").is_file():
-        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-            images = np.stack(list(pool.map(_decode, [(str(p), size) for p, _ in files], chunksize=64)))
-        _save(cached, images, labels, classes, str(root))
-    return Split(np.load(cached / "images.npy", allow_pickle=False), labels, classes, f"{root} ({split})", fingerprint)
+    return _decoded(root, files, classes, size, f"{root.name}-{split}", f"{root} ({split})")
 
 
 def _load_torchvision_cifar10(split: str, size: int) -> Split:

@@ -6,7 +6,9 @@ import subprocess
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +27,7 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs and on CPUs with AMX or AVX512-BF16 (measured: 3.4x on AMX)."""
+    """bf16 autocast pays off on GPUs and on CPUs with AMX or AVX512-BF16 (python -m training.bench_deform)."""
     if device.type == "cuda":
         return True
     try:
@@ -116,6 +118,11 @@ def checkpoint_meta(recipe: Recipe, model: nn.Module, labels: list[str], epochs_
                      "precision": "bf16-autocast" if bf16 else "fp32", "seed": seed, "torch": torch.__version__},
         "metrics": metrics, "data": data, "code_version": code_version(), **extra,
     }
+
+
+def per_class_accuracy(matrix: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
+    """Recall of each class from a confusion matrix (rows: truth)."""
+    return {label: float(matrix[i, i] / max(1, matrix[i].sum())) for i, label in enumerate(labels)}
 
 
 def steps_per_epoch(count: int, batch_size: int) -> int:

@@ -141,6 +141,10 @@ class Pairs:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @classmethod
+    def concat(cls, parts: list["Pairs"]) -> "Pairs":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "labels", "params", "source")))
+
 
 def make_pairs(sources: np.ndarray, n: int, size: int, seed: int | np.random.Generator,
                labels: np.ndarray | None = None) -> Pairs:

@@ -15,8 +15,8 @@ from tqdm import tqdm
 from .checkpoint import save_checkpoint
 from .data import Split, load_split
 from .geometry import random_rotation_zoom, similarity_warp
-from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, restore, start_run,
-                   steps_per_epoch)
+from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
+                   start_run, steps_per_epoch)
 from .nets import build
 from .recipes import Recipe
 
@@ -87,7 +87,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
         test_split = test_split.subset(np.arange(min(limit, len(test_split))))
 
     config = dict(recipe.config, num_classes=len(train_split.classes), input_size=recipe.input_size)
-    if config.get("deformable"):  # torchvision's kernel on GPU, the sampled form on CPU (5x faster here)
+    if config.get("deformable"):  # torchvision's kernel on GPU; on CPU the sampled form (bench_deform)
         config["deform_implementation"] = "torchvision" if dev.type == "cuda" else "sampled"
     model = build(recipe.arch, config).to(dev).to(memory_format=torch.channels_last)
     per_epoch = steps_per_epoch(len(train_split), recipe.batch_size)
@@ -167,7 +167,7 @@ def final_metrics(model: nn.Module, recipe: Recipe, train_split: Split, test_spl
         "train_loss": train_eval["loss"],
         "train_accuracy_note": f"{len(sample)} train images, no augmentation",
         "test_images": len(test_split),
-        "per_class_accuracy": {c: float(matrix[i, i] / max(1, matrix[i].sum())) for i, c in enumerate(test_split.classes)},
+        "per_class_accuracy": per_class_accuracy(matrix, test_split.classes),
         "confusion_matrix": matrix.tolist(),
     }
     if recipe.robustness:

@@ -13,8 +13,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import save_checkpoint
-from .data import load_hashed_split, load_split
-from .loop import FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, restore, start_run
+from .data import Split, load_hashed_split, load_split
+from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
+                   start_run)
 from .nets import build
 from .nets.changer import normalise
 from .pairs import CHANGE_LABELS, CLASS_CHANGES, CHANGES, PARAM_NAMES, Pairs, make_pairs
@@ -26,31 +27,24 @@ VAL_PAIRS = 2000
 TEST_PAIRS_PER_SOURCE = 4000
 
 
-def source_sets(data_root: str, split: str) -> dict[str, np.ndarray]:
+def source_sets(data_root: str, split: str) -> dict[str, Split]:
     """Source images of one split, by origin. CIFAR's train split gives train (19/20) and val (1/20)."""
     root = Path(data_root)
     cifar = load_split(str(root / "cifar10-jpeg"), "test" if split == "test" else "train", CIFAR_SIZE)
     if split != "test":
         keep = (np.arange(len(cifar)) % 20 == 0) == (split == "val")
         cifar = cifar.subset(keep)
-    photos = load_hashed_split(root / "caltech101-subset", split, PHOTO_SIZE)
-    return {"cifar10": cifar.images, "caltech101": photos.images}
+    return {"cifar10": cifar, "caltech101": load_hashed_split(root / "caltech101-subset", split, PHOTO_SIZE)}
 
 
-def fingerprints(data_root: str) -> dict[str, str]:
-    root = Path(data_root)
-    return {
-        "cifar10_train": load_split(str(root / "cifar10-jpeg"), "train", CIFAR_SIZE).fingerprint,
-        "cifar10_test": load_split(str(root / "cifar10-jpeg"), "test", CIFAR_SIZE).fingerprint,
-        **{f"caltech101_{s}": load_hashed_split(root / "caltech101-subset", s, PHOTO_SIZE).fingerprint
-           for s in ("train", "val", "test")},
-    }
+def source_images(sets: dict[str, Split]) -> dict[str, np.ndarray]:
+    return {origin: split.images for origin, split in sets.items()}
 
 
 def mixed_pairs(sources: dict[str, np.ndarray], n: int, size: int, seed: int) -> Pairs:
     """`n` pairs, an equal share from each source set (deterministic by seed)."""
-    parts = [make_pairs(images, n // len(sources), size, [seed, k]) for k, images in enumerate(sources.values())]
-    return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("a", "b", "labels", "params", "source")))
+    return Pairs.concat([make_pairs(images, n // len(sources), size, [seed, k])
+                         for k, images in enumerate(sources.values())])
 
 
 class PairStream(torch.utils.data.IterableDataset):
@@ -100,10 +94,11 @@ def predict_pairs(model: nn.Module, pairs: Pairs, device: torch.device, bf16: bo
     return tuple(np.concatenate(o) for o in outs)  # type: ignore[return-value]
 
 
-def pair_metrics(model: nn.Module, pairs: Pairs, device: torch.device, bf16: bool = False) -> dict[str, Any]:
+def pair_metrics(pairs: Pairs, outputs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Accuracy, loss and parameter errors of `outputs` (from predict_pairs) against the pairs' truth."""
     from sklearn.metrics import confusion_matrix
 
-    probs, changes, params = predict_pairs(model, pairs, device, bf16)
+    probs, changes, params = outputs
     predicted = probs.argmax(1)
     truth = pairs.labels
     matrix = confusion_matrix(truth, predicted, labels=range(len(CHANGE_LABELS)))
@@ -122,7 +117,7 @@ def pair_metrics(model: nn.Module, pairs: Pairs, device: torch.device, bf16: boo
         "accuracy": float((predicted == truth).mean()),
         "loss": float(bce + PARAM_WEIGHT * regression),
         "loss_bce": float(bce),
-        "per_class_accuracy": {label: float(matrix[i, i] / max(1, matrix[i].sum())) for i, label in enumerate(CHANGE_LABELS)},
+        "per_class_accuracy": per_class_accuracy(matrix, CHANGE_LABELS),
         "change_accuracy": {c: float(((changes[:, i] > 0.5) == present[:, i]).mean()) for i, c in enumerate(CHANGES)},
         "median_shift_error": median(shift_error, present[:, 0]),
         "median_angle_error_deg": median(angle_error, present[:, 1]),
@@ -139,8 +134,9 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
     """Train the changer; returns the run folder (model.safetensors, metrics.json, plots)."""
     dev, bf16, run_dir = start_run(recipe, out, device, seed)
     size = recipe.input_size
-    train_sources = source_sets(recipe.data, "train")
-    val_pairs = mixed_pairs(source_sets(recipe.data, "val"), min(VAL_PAIRS, limit or VAL_PAIRS), size, seed + 1)
+    sets = {split: source_sets(recipe.data, split) for split in ("train", "val", "test")}
+    train_sources = source_images(sets["train"])
+    val_pairs = mixed_pairs(source_images(sets["val"]), min(VAL_PAIRS, limit or VAL_PAIRS), size, seed + 1)
     per_epoch = recipe.steps_per_epoch if not limit else max(1, limit // recipe.batch_size)
 
     model = build(recipe.arch, dict(recipe.config, input_size=size)).to(dev).to(memory_format=torch.channels_last)
@@ -149,7 +145,9 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
     start_epoch, train_seconds, history = (0, 0.0, [])
     if resume:
         start_epoch, train_seconds, history = restore(last, recipe, model, optimizer, schedule, per_epoch)
-    data_meta = {"source": str(Path(recipe.data)), "fingerprints": fingerprints(recipe.data),
+    fingerprints = {f"{origin}_{split}": source.fingerprint for split, group in sets.items()
+                    for origin, source in group.items()}
+    data_meta = {"source": str(Path(recipe.data)), "fingerprints": fingerprints,
                  "sources": {"train": "CIFAR-10 train (19 of every 20) + Caltech-101 subset train hash bucket (80%)",
                              "val": "CIFAR-10 train (1 of every 20) + Caltech-101 subset val bucket (5%)",
                              "test": "CIFAR-10 test + Caltech-101 subset test bucket (15%)"}}
@@ -179,7 +177,7 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
             loss_sum += float(loss.detach()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds += time.time() - began
-        val = pair_metrics(model, val_pairs, dev, bf16)
+        val = pair_metrics(val_pairs, predict_pairs(model, val_pairs, dev, bf16))
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                         "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": train_seconds,
                         "val_median_angle_error_deg": val["median_angle_error_deg"],
@@ -191,16 +189,17 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
         save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), optimizer_state(optimizer))
 
     metrics: dict[str, Any] = {"history": history, "train_seconds": train_seconds}
-    test_sources = source_sets(recipe.data, "test")
+    test_sources = source_images(sets["test"])
     n_test = min(TEST_PAIRS_PER_SOURCE, limit or TEST_PAIRS_PER_SOURCE)
     test_pairs = {name: make_pairs(images, n_test, size, [seed + 2, k])
                   for k, (name, images) in enumerate(test_sources.items())}
-    by_source = {name: pair_metrics(model, pairs, dev) for name, pairs in test_pairs.items()}
-    everything = Pairs(*(np.concatenate([getattr(p, f) for p in test_pairs.values()])
-                         for f in ("a", "b", "labels", "params", "source")))
-    combined = pair_metrics(model, everything, dev)
+    test_outputs = {name: predict_pairs(model, pairs, dev) for name, pairs in test_pairs.items()}
+    by_source = {name: pair_metrics(test_pairs[name], test_outputs[name]) for name in test_pairs}
+    combined = pair_metrics(Pairs.concat(list(test_pairs.values())),
+                            tuple(np.concatenate(parts) for parts in zip(*test_outputs.values())))
     metrics.update({"test_accuracy": combined["accuracy"], "test": combined, "test_by_source": by_source,
-                    "val": pair_metrics(model, val_pairs, dev), "confusion_matrix": combined["confusion_matrix"],
+                    "val": pair_metrics(val_pairs, predict_pairs(model, val_pairs, dev)),
+                    "confusion_matrix": combined["confusion_matrix"],
                     "train_accuracy": history[-1]["train_accuracy"] if history else None,
                     "train_accuracy_note": "running accuracy over the last epoch's generated training pairs"})
     save_checkpoint(run_dir / FINAL, model, meta_for(recipe.epochs, metrics))

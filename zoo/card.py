@@ -47,6 +47,11 @@ class ModelCard:
         value = self.metrics.get("test_accuracy")
         return float(value) if value is not None else None
 
+    @property
+    def size_bytes(self) -> int:
+        """Total size of the model's files, as the card records them."""
+        return sum(int(meta["bytes"]) for meta in self.files.values())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -10,12 +10,7 @@ from .errors import ZooError
 from .model import load
 from .registry import list_models
 
-EXIT_USAGE = 2
-EXIT_ERROR = 1
-
-
-def _size_mb(name: str) -> float:
-    return sum(meta["bytes"] for meta in read_card(name).files.values()) / 1e6
+EXIT_ERROR = 1  # argparse exits 2 on usage errors
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -24,7 +19,7 @@ def cmd_list(_: argparse.Namespace) -> int:
         c = read_card(name)
         inputs = " + ".join(f"{s.height}x{s.width}" for s in c.inputs)
         acc = f"{c.headline_accuracy:.2%}" if c.headline_accuracy is not None else "-"
-        rows.append((name, c.task, inputs, acc, f"{_size_mb(name):.1f} MB"))
+        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

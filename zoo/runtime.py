@@ -49,7 +49,7 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0) -> 
         raise DeviceError(f"unknown device {device!r}; expected one of {DEVICES}.")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # a missing CUDA library is handled below, not printed
+    options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
     if threads:
         options.intra_op_num_threads = threads
     if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:

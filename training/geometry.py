@@ -1,37 +1,28 @@
-"""Similarity transforms of image batches (rotation, zoom, shift about the centre), sampled bilinearly."""
+"""Geometric perturbation of whole images, in the changer's convention (training/pairs.py)."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .pairs import sampling_grids
 
-def similarity_warp(
-    images: Tensor, angle_deg: Tensor, scale: Tensor, shift: Tensor | None = None, padding_mode: str = "reflection"
-) -> Tensor:
-    """Show each image after a similarity transform: a point p (pixels from the centre, y down) moves to s·R(θ)·p + t.
 
-    images: (N, C, H, W) float; angle_deg, scale: (N,); shift: (N, 2) as fractions of the side (x, y).
+def similarity_warp(images: Tensor, angle_deg: Tensor, scale: Tensor, padding_mode: str = "reflection") -> Tensor:
+    """Each square image (N, C, S, S) after rotation θ and zoom s about its centre: p shows at s·R(θ)·p.
+
     θ > 0 turns the content counterclockwise on screen. Pixels that come from outside the image are
     filled by `padding_mode` (grid_sample's).
     """
-    n = images.shape[0]
-    theta = torch.deg2rad(angle_deg.to(images.dtype))
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    s = scale.to(images.dtype)
-    # Output pixel q shows input p = R(θ)^-1 (q - t) / s; R(θ)^-1 = [[cos, -sin], [sin, cos]].
-    matrix = torch.zeros(n, 2, 3, dtype=images.dtype, device=images.device)
-    matrix[:, 0, 0] = cos / s
-    matrix[:, 0, 1] = -sin / s
-    matrix[:, 1, 0] = sin / s
-    matrix[:, 1, 1] = cos / s
-    if shift is not None:
-        t = shift.to(images.dtype) * 2  # fractions of the side -> normalised [-1, 1] units
-        matrix[:, :, 2] = -torch.einsum("nij,nj->ni", matrix[:, :, :2], t)
-    grid = F.affine_grid(matrix, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    n, _, height, width = images.shape
+    if height != width:
+        raise ValueError(f"similarity_warp needs square images, not {height}x{width}")
+    params = np.stack([np.zeros(n), np.zeros(n), angle_deg.double().numpy(), scale.double().numpy()], axis=1)
+    _, grid = sampling_grids(params, np.ones(n), np.full((n, 2), 0.5), height)
+    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 def random_rotation_zoom(n: int, generator: torch.Generator, angle_range=(15.0, 30.0), zoom_range=(1.2, 1.6)) -> tuple[Tensor, Tensor]:

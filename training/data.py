@@ -40,6 +40,18 @@ class Split:
     def subset(self, keep: np.ndarray) -> "Split":
         return Split(self.images[keep], self.labels[keep], self.classes, self.source, self.fingerprint)
 
+    def only(self, classes: tuple[str, ...]) -> "Split":
+        """The images of `classes` alone, relabelled 0..len(classes)-1 in that order."""
+        missing = set(classes) - set(self.classes)
+        if missing:
+            raise ValueError(f"{self.source} has no class {sorted(missing)}; it has {list(self.classes)}")
+        index = [self.classes.index(name) for name in classes]
+        keep = np.flatnonzero(np.isin(self.labels, index))
+        relabel = np.full(len(self.classes), -1, dtype=np.int64)
+        relabel[index] = np.arange(len(classes))
+        return Split(self.images[keep], relabel[self.labels[keep]], tuple(classes), self.source,
+                     f"{self.fingerprint}:{','.join(classes)}")
+
 
 def load_split(source: str, split: str, size: int) -> Split:
     """Split `split` ("train" or "test") of `source` at `size`x`size`.

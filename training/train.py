@@ -81,6 +81,8 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
 
     train_split = load_split(recipe.data, "train", recipe.input_size)
     test_split = load_split(recipe.data, "test", recipe.input_size)
+    if recipe.classes:
+        train_split, test_split = train_split.only(recipe.classes), test_split.only(recipe.classes)
     if limit:
         pick = np.random.default_rng(seed).permutation(len(train_split))[:limit]
         train_split = train_split.subset(np.sort(pick))

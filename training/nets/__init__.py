@@ -7,10 +7,12 @@ from torch import nn
 
 from .changer import Changer, ChangerConfig
 from .cnn import SmallCNN, SmallCNNConfig
+from .resnet import ResNet50, ResNet50Config
 
 ARCHITECTURES: dict[str, tuple[type, type]] = {
     "small-cnn": (SmallCNN, SmallCNNConfig),
     "changer": (Changer, ChangerConfig),
+    "resnet50": (ResNet50, ResNet50Config),
 }
 
 

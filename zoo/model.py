@@ -1,16 +1,18 @@
 """Model: one shipped ONNX model behind `predict` and `predict_batch`."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from .card import ModelCard
 from .errors import ImageError, ZooError
 from .preprocess import ImageInput, prepare
 from .registry import model_dir
-from .runtime import create_session, verify_files
+from .runtime import create_session, verify_card, verify_files
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
@@ -78,13 +80,15 @@ class Model:
     def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
         self.folder = model_dir(name)
         self.card = ModelCard.read(self.folder)
+        verify_files(self.folder, self.card)
+        self.session, self.device = create_session(self.folder / "model.onnx", device, threads)
+        # The card is checked against the graph before its task is trusted or anything runs.
+        verify_card(self.folder, self.card, self.session.get_modelmeta().custom_metadata_map)
         if self.card.task not in POSTPROCESS:
             raise ZooError(
                 f"model {name!r} has task {self.card.task!r}, which this version of zoo cannot run "
                 f"(known: {sorted(POSTPROCESS)}); upgrade zoo."
             )
-        verify_files(self.folder, self.card)
-        self.session, self.device = create_session(self.folder / "model.onnx", device, threads)
         self._postprocess = POSTPROCESS[self.card.task]
 
     @property
@@ -109,6 +113,10 @@ class Model:
 
     def predict_batch(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> list[Prediction]:
         """Predict many inputs, batched through the session `CHUNK` at a time."""
+        if isinstance(items, (str, bytes, bytearray, os.PathLike, Image.Image)) or not isinstance(items, Iterable):
+            raise ImageError(
+                f"predict_batch takes a list of inputs, not a {type(items).__name__}; use predict() for one input."
+            )
         items = list(items)
         results: list[Prediction] = []
         for start in range(0, len(items), CHUNK):

@@ -23,6 +23,8 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 MAX_PIXELS = int(os.environ.get("ZOO_MAX_PIXELS", 50_000_000))
 #: Largest encoded file accepted, in bytes.
 MAX_FILE_BYTES = int(os.environ.get("ZOO_MAX_FILE_BYTES", 50 * 1024 * 1024))
+#: The only decoders Pillow may use: no EPS/PDF (Ghostscript), no exotic formats (camera MPO files open as JPEG).
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 
 ACCEPTED = (
     "a path to an image file (JPEG, PNG, GIF, BMP, WebP, TIFF), its bytes, a PIL image, "
@@ -34,15 +36,15 @@ RESIZE_POLICIES = ("center-crop", "stretch")
 def load_image(image: ImageInput) -> Image.Image:
     """Return `image` as an RGB PIL image, or raise ImageError saying what is wrong."""
     if isinstance(image, Image.Image):
-        return _to_rgb(image)
+        return _decoded_rgb(image, "the given PIL image")
     if isinstance(image, np.ndarray):
         return Image.fromarray(_array_to_uint8(image))
     if isinstance(image, (bytes, bytearray)):
         if not image:
             raise ImageError(f"empty bytes given; expected {ACCEPTED}.")
-        return _decode(io.BytesIO(bytes(image)), "the given bytes")
+        return _decode(bytes(image), "the given bytes")
     if isinstance(image, (str, os.PathLike)):
-        return _decode_file(Path(image))
+        return _decode_file(image)
     raise ImageError(f"unsupported input of type {type(image).__name__}; expected {ACCEPTED}.")
 
 
@@ -67,44 +69,65 @@ def prepare(image: ImageInput, height: int, width: int, policy: str = "center-cr
     return fit_to_input(load_image(image), height, width, policy)
 
 
-def _decode_file(path: Path) -> Image.Image:
-    if not path.exists():
-        raise ImageError(f"{path} does not exist; expected {ACCEPTED}.")
-    if path.is_dir():
-        raise ImageError(f"{path} is a directory, not an image file.")
-    size = path.stat().st_size
-    if size == 0:
-        raise ImageError(f"{path} is an empty file (0 bytes).")
-    if size > MAX_FILE_BYTES:
-        raise ImageError(f"{path} is {size} bytes, over the limit of {MAX_FILE_BYTES} (ZOO_MAX_FILE_BYTES).")
+def _decode_file(name: str | os.PathLike) -> Image.Image:
+    shown = _shorten(os.fspath(name))
     try:
+        path = Path(name)
+        if not path.exists():
+            raise ImageError(f"{shown} does not exist; expected {ACCEPTED}.")
+        if path.is_dir():
+            raise ImageError(f"{shown} is a directory, not an image file.")
+        if not path.is_file():  # a FIFO or device could block or never end
+            raise ImageError(f"{shown} is not a regular file; give an image file.")
+        size = path.stat().st_size
+        if size == 0:
+            raise ImageError(f"{shown} is an empty file (0 bytes).")
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"{shown} is {size} bytes, over the limit of {MAX_FILE_BYTES} (ZOO_MAX_FILE_BYTES).")
         data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path} cannot be read: {exc.strerror or exc}.") from None
-    return _decode(io.BytesIO(data), str(path))
-
-
-def _decode(stream: io.BytesIO, what: str) -> Image.Image:
-    if len(stream.getbuffer()) > MAX_FILE_BYTES:
-        raise ImageError(f"{what} is over the limit of {MAX_FILE_BYTES} bytes (ZOO_MAX_FILE_BYTES).")
-    try:
-        with Image.open(stream) as opened:
-            width, height = opened.size  # read from the header; nothing decoded yet
-            if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{what} claims {width}x{height} pixels, over the limit of {MAX_PIXELS} "
-                    "(a decompression bomb?); raise ZOO_MAX_PIXELS to accept larger images."
-                )
-            opened.seek(0)  # first frame of an animation
-            opened.load()
-            return _to_rgb(opened)
     except ImageError:
         raise
+    except (OSError, ValueError) as exc:  # name too long, embedded NUL, permission denied...
+        raise ImageError(f"{shown} cannot be read as a file ({exc}); expected {ACCEPTED}.") from None
+    return _decode(data, shown)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """A file name short enough to quote in a message."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _decode(data: bytes, what: str) -> Image.Image:
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{what} is over the limit of {MAX_FILE_BYTES} bytes (ZOO_MAX_FILE_BYTES).")
+    try:
+        opened = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{what} is refused as a decompression bomb ({exc}).") from None
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"{what} is not a readable image ({exc}); expected {ACCEPTED}.") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} is not a readable image; expected {ACCEPTED}.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"{what} is damaged or truncated and cannot be decoded ({exc}).") from None
+    with opened:
+        return _decoded_rgb(opened, what, first_frame=True)
+
+
+def _decoded_rgb(image: Image.Image, what: str, first_frame: bool = False) -> Image.Image:
+    """Refuse a bomb from its header, then decode (the first frame, if asked) and convert to RGB."""
+    width, height = image.size  # from the header; nothing decoded yet
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{what} claims {width}x{height} pixels, over the limit of {MAX_PIXELS} "
+            "(a decompression bomb?); raise ZOO_MAX_PIXELS to accept larger images."
+        )
+    try:
+        if first_frame:
+            image.seek(0)
+        image.load()
+        return _to_rgb(image)
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's ways of saying "bad data"
         raise ImageError(f"{what} is damaged or truncated and cannot be decoded ({exc}).") from None
 
 
@@ -120,7 +143,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         values = np.asarray(image, dtype=np.float64)
         if not np.isfinite(values).all():
             raise ImageError("the image holds NaN or infinite values.")
-        top = 65535.0 if image.mode.startswith("I") and values.max() > 255 else 255.0
+        # 16-bit modes span 0..65535 even when dark; 32-bit "I" and "F" have no fixed range.
+        sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and values.max() > 255)
+        top = 65535.0 if sixteen_bit else 255.0
         image = Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels are shown on white, as a viewer would show them.
@@ -131,6 +156,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _array_to_uint8(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)  # subclasses (np.matrix, masked arrays) behave as plain arrays
     if array.dtype == object or np.iscomplexobj(array):
         raise ImageError(f"arrays of dtype {array.dtype} are not images; expected {ACCEPTED}.")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -139,7 +165,7 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
         raise ImageError(f"an array of shape {array.shape} is not an image; expected {ACCEPTED}.")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageError(f"an array of shape {array.shape} has no pixels.")
-    if array.size > MAX_PIXELS * 4:
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise ImageError(f"an array of shape {array.shape} is over the limit of {MAX_PIXELS} pixels.")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255

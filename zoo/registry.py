@@ -13,7 +13,8 @@ from .card import CARD_FILE
 from .errors import UnknownModelError
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: A plain folder name: no separators, no "..", no leading dot, short enough for any filesystem.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 
 
 def models_root() -> Path:
@@ -27,14 +28,14 @@ def list_models() -> list[str]:
     root = models_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / CARD_FILE).is_file() and _NAME.match(p.name))
+    return sorted(p.name for p in root.iterdir() if _NAME.fullmatch(p.name) and (p / CARD_FILE).is_file())
 
 
 def model_dir(name: str) -> Path:
     """The folder of model `name`; refuses names that are not plain model names."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise UnknownModelError(
-            f"{name!r} is not a model name (lower-case letters, digits, '-', '_', '.'; no paths). "
+            f"{name!r:.120} is not a model name (up to 100 lower-case letters, digits, '-', '_', '.'; no paths). "
             f"Available: {', '.join(list_models()) or 'none'}."
         )
     folder = models_root() / name

@@ -2,16 +2,22 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
 
 import onnxruntime as ort
 
-from .card import ModelCard
+from .card import CARD_FILE, ModelCard
 from .errors import DeviceError, ModelFileError
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+#: Files whose sha256 every card must record: the graph and its weights (the graph's external data, for large models).
+REQUIRED_FILES = ("model.onnx", "model.safetensors")
+#: metadata_props key of model.onnx holding `card_digest` of the card it was exported with.
+CARD_DIGEST_KEY = "card_sha256"
 #: Why CUDA failed in this process, once it has; later loads go straight to the CPU.
 _cuda_failed: list[str] = []
 
@@ -26,21 +32,96 @@ def sha256_file(path: Path) -> str:
 
 def verify_files(folder: Path, card: ModelCard) -> None:
     """Check every file the card lists against its recorded size and sha256, naming the first bad one."""
+    card_path = folder / CARD_FILE
+    unlisted = [name for name in REQUIRED_FILES if name not in card.files]
+    if unlisted:
+        raise ModelFileError(
+            f"{card_path} records no sha256 for {', '.join(unlisted)}: the card is damaged or incomplete; "
+            f"reinstall the package or re-export {card.name!r}."
+        )
     for relative, meta in card.files.items():
-        path = folder / relative
-        if not path.is_file():
-            raise ModelFileError(f"{path} is missing; reinstall the package or re-export {card.name!r}.")
+        path = _listed_file(folder, relative, meta, card_path)
         size = path.stat().st_size
-        if "bytes" in meta and size != meta["bytes"]:
+        if size != meta["bytes"]:
             raise ModelFileError(
-                f"{path} is {size} bytes but its card records {meta['bytes']}: the file is truncated or "
-                f"replaced; reinstall the package or re-export {card.name!r}."
+                f"{path} is {size} bytes but {card_path} records {meta['bytes']}: the file is truncated or "
+                f"replaced, or the card damaged; reinstall the package or re-export {card.name!r}."
             )
         if sha256_file(path) != meta["sha256"]:
             raise ModelFileError(
-                f"{path} does not match the sha256 in its card: the file was modified or damaged; "
-                f"reinstall the package or re-export {card.name!r}."
+                f"{path} does not match the sha256 recorded for it in {card_path}: one of the two was modified "
+                f"or damaged; reinstall the package or re-export {card.name!r}."
             )
+
+
+def _listed_file(folder: Path, relative: object, meta: object, card_path: Path) -> Path:
+    """The file a card entry names, refusing entries that are malformed or point outside the model folder."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or not isinstance(meta.get("bytes"), int):
+        raise ModelFileError(f"{card_path} has a malformed entry for {relative!r}; restore the card or re-export.")
+    parts = PurePosixPath(str(relative)).parts
+    if not parts or parts[0] == "/" or ".." in parts or "\\" in str(relative):
+        raise ModelFileError(f"{card_path} lists {relative!r}, outside the model folder; restore the card or re-export.")
+    path = folder / str(relative)
+    if not path.is_file():
+        raise ModelFileError(f"{path}, listed in {card_path}, is missing; reinstall the package or re-export.")
+    return path
+
+
+def card_digest(card: Mapping[str, Any]) -> str:
+    """sha256 of a card's content except `files`, canonically serialised.
+
+    `files` holds model.onnx's own hash, so model.onnx can carry this digest (metadata_props key
+    CARD_DIGEST_KEY) and every byte of card.json is covered: `files` by the files it describes, the
+    rest by this digest. Export computes it from `ModelCard.to_dict()`, the runtime from card.json.
+    """
+    content = {key: value for key, value in card.items() if key != "files"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def verify_card(folder: Path, card: ModelCard, metadata: Mapping[str, str]) -> None:
+    """Check card.json against model.onnx's metadata_props (already verified by `verify_files`).
+
+    Refuses a card that is not byte for byte as `ModelCard.write` renders its content, that differs
+    from the card digest the graph carries, or whose name, task, version, labels or input size
+    differ from the graph's own.
+    """
+    path = folder / CARD_FILE
+    raw = path.read_bytes()
+    content = json.loads(raw)
+    advice = f"restore it from the package or re-export {card.name!r}"
+    if raw != (json.dumps(content, indent=2) + "\n").encode():  # the rendering of ModelCard.write
+        raise ModelFileError(f"{path} is not byte for byte as export wrote it: it was edited or damaged; {advice}.")
+    recorded = metadata.get(CARD_DIGEST_KEY)
+    if recorded is not None and recorded != card_digest(content):
+        raise ModelFileError(
+            f"{path} differs from the card model.onnx was exported with (the graph records its sha256): "
+            f"the card was edited or damaged; {advice}."
+        )
+    graph = _graph_declarations(metadata, folder / "model.onnx")
+    ours = {"name": card.name, "task": card.task, "version": card.version, "labels": list(card.labels)}
+    for spec in card.inputs:
+        ours.update({"height": spec.height, "width": spec.width, "resize": spec.resize})
+        for key in set(ours) & set(graph):
+            if ours[key] != graph[key]:
+                raise ModelFileError(
+                    f"{path} says {key} {ours[key]!r} but model.onnx was exported with {graph[key]!r}: "
+                    f"the card was edited or damaged; {advice}."
+                )
+
+
+def _graph_declarations(metadata: Mapping[str, str], onnx_path: Path) -> dict[str, Any]:
+    """Name, task, version, labels and input size as export wrote them into the graph's metadata_props."""
+    declared: dict[str, Any] = {key: metadata[key] for key in ("name", "task", "version") if key in metadata}
+    try:
+        if "labels" in metadata:
+            declared["labels"] = json.loads(metadata["labels"])
+        if "input" in metadata:
+            size = json.loads(metadata["input"])
+            declared.update({key: size[key] for key in ("height", "width", "resize") if key in size})
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ModelFileError(f"{onnx_path} has unreadable metadata_props ({exc}); re-export the model.") from None
+    return declared
 
 
 def create_session(model_path: Path, device: str = "auto", threads: int = 0) -> tuple[ort.InferenceSession, str]:

@@ -1,88 +1,167 @@
-"""The Gradio app, launched from its own script on a free loopback port and called over HTTP."""
+"""The Gradio app: every named endpoint over HTTP with gradio_client, against app.py on a free port.
+
+The app runs on a models folder (tests/app_server.py: demo_home) that fills every tab: the shipped
+models, deformable-cnn's offsets.onnx, and car/plane stand-ins while no car/plane model ships.
+"""
 from __future__ import annotations
 
-import socket
-import subprocess
+import importlib.util
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from app_server import ROOT, demo_home, serve_app
+from PIL import Image
 
 import zoo
+from zoo.card import ModelCard
 
-ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
+EXAMPLES = ROOT / "examples"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def load_app():
+    """app.py as a module (it is a script beside the package, not part of it)."""
+    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
-def app_url():
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"app.py exited: {process.stdout.read()}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("app.py did not start within 120 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+def home(tmp_path_factory) -> Path:
+    return demo_home(tmp_path_factory.mktemp("zoo-home"))
 
 
-def _groups() -> set[str]:
-    return {zoo.card(name).extra.get("demo") for name in zoo.list()}
+@pytest.fixture(scope="module")
+def client(home, tmp_path_factory):
+    from gradio_client import Client
+
+    with serve_app(tmp_path_factory.mktemp("app") / "app.log", home) as url:
+        yield Client(url, verbose=False)
 
 
-def test_cifar10_endpoint(app_url, cifar_images):
-    from gradio_client import Client, handle_file
+def group(home: Path, demo: str) -> list[ModelCard]:
+    """The cards of one demo group in the app's models folder, in the app's (registry) order."""
+    cards = [ModelCard.read(folder) for folder in sorted(home.iterdir())]
+    return [card for card in cards if card.extra.get("demo") == demo]
 
-    if "cifar10" not in _groups():
-        pytest.skip("no CIFAR-10 model shipped")
-    client = Client(app_url, verbose=False)
-    outputs = client.predict(handle_file(str(cifar_images[3])), api_name="/cifar10")
+
+def labels_and_latencies(outputs: tuple) -> tuple[list[dict], list[str]]:
     labels = [o for o in outputs if isinstance(o, dict)]
-    assert labels and all(o["label"] in zoo.card("cnn").labels for o in labels)
-    assert any("ms" in o for o in outputs if isinstance(o, str))
+    latencies = [o for o in outputs if isinstance(o, str) and o.endswith(" ms")]
+    return labels, latencies
 
 
-def test_changer_endpoint(app_url, cifar_root):
-    from gradio_client import Client, handle_file
+def test_the_endpoints_are_named(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/carplane", "/cifar10", "/changer"} <= set(endpoints)
+    assert [p["parameter_name"] for p in endpoints["/changer"]["parameters"]] == ["img_a", "img_b"]
 
-    if "changer" not in _groups():
-        pytest.skip("no changer shipped")
-    photos = sorted((cifar_root.parent / "caltech101-subset").glob("*/*.jpg"))[:2]
-    client = Client(app_url, verbose=False)
-    probs, changes, params, strip, latency = client.predict(
-        handle_file(str(photos[0])), handle_file(str(photos[1])), api_name="/changer")
-    assert probs["label"] in zoo.card("changer").labels
+
+@pytest.mark.parametrize("example, truth", [("airplane.jpg", "airplane"), ("automobile.jpg", "car")])
+def test_carplane_endpoint(client, home, example, truth):
+    from gradio_client import handle_file
+
+    cards = group(home, "carplane")
+    outputs = client.predict(handle_file(str(EXAMPLES / "cifar10" / example)), api_name="/carplane")
+    labels, latencies = labels_and_latencies(outputs)
+    assert [label["label"] for label in labels] == [truth] * len(cards)  # every variant, side by side
+    for label in labels:
+        assert {c["label"] for c in label["confidences"]} == {"airplane", "car"}
+        assert abs(sum(c["confidence"] for c in label["confidences"]) - 1) < 1e-6
+    assert len(latencies) == len(cards) and all(text.split(" · ")[0] in ("CPU", "CUDA") for text in latencies)
+
+
+def test_cifar10_endpoint_and_where_the_deformable_layer_samples(client, home):
+    from gradio_client import handle_file
+
+    cards = group(home, "cifar10")
+    outputs = client.predict(handle_file(str(EXAMPLES / "cifar10" / "cat.jpg")), api_name="/cifar10")
+    labels, latencies = labels_and_latencies(outputs)
+    assert [label["label"] for label in labels] == ["cat"] * len(cards)
+    assert all(len(label["confidences"]) == 5 for label in labels)  # top-5
+    assert len(latencies) == len(cards)
+    pictures = [o for o in outputs if isinstance(o, str) and o.endswith(".png")]
+    assert len(pictures) == 1  # deformable-cnn's; the plain cnn has no offsets
+    picture = Image.open(pictures[0])
+    side = 32 * (512 // 32)
+    assert picture.size == (2 * side + 8, side)
+    caption = next(o for o in outputs if isinstance(o, str) and "first layer samples" in o)
+    assert "deformable-cnn" in caption and "px" in caption
+
+
+def test_changer_endpoint(client, home):
+    from gradio_client import handle_file
+
+    pair = sorted((EXAMPLES / "pair").glob("*.jpg"))
+    probs, changes, params, strip, latency = client.predict(*(handle_file(str(p)) for p in pair), api_name="/changer")
+    # The example pair's true change (examples/README.md): shift (+0.15, -0.10), angle +20°, scale 1.
+    assert probs["label"] == "displacement+rotation"
     assert {c["label"] for c in changes["confidences"]} == {"displacement", "rotation", "scaling"}
-    assert "angle" in params and "ms" in latency
+    angle = float(params.split("angle ")[1].split("°")[0])
+    assert 15 < angle < 25
+    assert np.asarray(Image.open(strip)).shape == (64 * 3, 64 * 3 * 3, 3)  # warped A | B | difference, 3x
+    assert latency.endswith(" ms")
 
 
-def test_errors_reach_the_page_as_messages(app_url, tmp_path):
-    from gradio_client import Client, handle_file
+def test_zoo_errors_reach_the_page_as_messages(client, tmp_path):
+    from gradio_client import handle_file
 
-    if "cifar10" not in _groups():
-        pytest.skip("no CIFAR-10 model shipped")
-    bad = tmp_path / "broken.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
-    client = Client(app_url, verbose=False)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((EXAMPLES / "photos" / "schooner.jpg").read_bytes()[:3000])
     with pytest.raises(Exception) as error:
-        client.predict(handle_file(str(bad)), api_name="/cifar10")
-    assert "Traceback" not in str(error.value)
+        client.predict(handle_file(str(truncated)), api_name="/cifar10")
+    assert "truncated" in str(error.value) and "Traceback" not in str(error.value)
+    with pytest.raises(Exception) as error:
+        client.predict(handle_file(str(EXAMPLES / "cifar10" / "cat.jpg")), None, api_name="/changer")
+    assert "Give both images" in str(error.value)
+
+
+def test_non_images_are_refused(client, tmp_path):
+    from gradio_client import handle_file
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(Exception) as error:
+        client.predict(handle_file(str(text)), api_name="/carplane")
+    assert "cannot identify image file" in str(error.value) and "Traceback" not in str(error.value)
+
+
+def test_tabs_without_models_say_so(tmp_path, monkeypatch):
+    """Only cnn installed: the Car or plane and Changer tabs explain, and only /cifar10 is served."""
+    (tmp_path / "cnn").symlink_to(zoo.models_root() / "cnn", target_is_directory=True)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    demo = load_app().build_demo()
+    texts = [block.value for block in demo.blocks.values() if type(block).__name__ == "Markdown"]
+    assert any("No Car or plane models are installed" in str(text) for text in texts)
+    assert any("No Changer models are installed" in str(text) for text in texts)
+    api_names = {fn.api_name for fn in demo.fns.values()}
+    assert "cifar10" in api_names and "carplane" not in api_names and "changer" not in api_names
+
+
+def test_sampling_points_are_where_deform_conv_samples():
+    """On a ramp image (channel 0 = column, channel 1 = row) a DeformConv whose weight picks one tap outputs the
+    point that tap sampled; torchvision's op must agree with `sampling_points` for every tap and position."""
+    torch = pytest.importorskip("torch")
+    from torchvision.ops import deform_conv2d
+
+    sampling_points = load_app().sampling_points
+    size, kernel = 12, 3
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = torch.from_numpy(np.stack([cols, rows]))[None]
+    offsets = torch.from_numpy(np.random.default_rng(0).uniform(-0.9, 0.9, (1, 2 * kernel * kernel, size, size)))
+    offsets = offsets.float()
+    geometry = {"kernel": [kernel, kernel], "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1]}
+    _, learned = sampling_points(offsets[0].numpy(), geometry)
+    inside = slice(2, size - 2)  # bilinear sampling reproduces the ramp only away from the zero border
+    for tap in range(kernel * kernel):
+        weight = torch.zeros(2, 2, kernel, kernel)
+        weight[0, 0].view(-1)[tap] = 1  # output 0: the column ramp at this tap
+        weight[1, 1].view(-1)[tap] = 1  # output 1: the row ramp at this tap
+        sampled = deform_conv2d(image, offsets, weight, padding=1)[0].numpy()
+        np.testing.assert_allclose(sampled[0, inside, inside], learned[tap, 1, inside, inside], atol=1e-4)
+        np.testing.assert_allclose(sampled[1, inside, inside], learned[tap, 0, inside, inside], atol=1e-4)

@@ -7,21 +7,32 @@ import sys
 
 from . import card as read_card
 from .errors import ZooError
-from .model import load
-from .registry import list_models
+from .model import Prediction, load
+from .registry import list_models, models_root
 
 EXIT_ERROR = 1  # argparse exits 2 on usage errors
+SUMMARY_HEADER = ("name", "task", "input", "test acc", "size")
 
 
-def cmd_list(_: argparse.Namespace) -> int:
-    rows = [("name", "task", "input", "test acc", "size")]
+def model_summaries() -> list[tuple[str, str, str, str, str]]:
+    """One row per installed model, in registry order (SUMMARY_HEADER's columns); the app's Models tab shows the same."""
+    rows = []
     for name in list_models():
         c = read_card(name)
         inputs = " + ".join(f"{s.height}x{s.width}" for s in c.inputs)
         acc = f"{c.headline_accuracy:.2%}" if c.headline_accuracy is not None else "-"
         rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
+    return rows
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    rows = model_summaries()
+    if not rows:
+        print(f"zoo: no models in {models_root()} (ZOO_HOME changes the folder).", file=sys.stderr)
+        return 0
+    table = [SUMMARY_HEADER, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_HEADER))]
+    for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0
 
@@ -31,30 +42,48 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe(prediction: Prediction, top: int) -> str:
+    """The prediction as text: the label, the top labels, and the changer's changes and parameters."""
+    lines = [f"{prediction.label}  ({prediction.score:.2%})"]
+    for label, p in sorted(prediction.probs.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {label:<32} {p:.4f}")
+    if prediction.changes is not None:
+        lines.append("changes: " + ", ".join(f"{name} {p:.4f}" for name, p in prediction.changes.items()))
+    if prediction.params is not None:
+        lines.append("params:  " + ", ".join(f"{name} {value:+.4f}" for name, value in prediction.params.items()))
+    return "\n".join(lines)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load(args.name, device=args.device)
     prediction = model.predict(*args.images)
     if args.json:
         print(json.dumps({"model": args.name, "device": model.device, **prediction.to_dict()}, indent=2))
     else:
-        print(f"{prediction.label}  ({prediction.score:.2%})")
-        for label, p in sorted(prediction.probs.items(), key=lambda kv: -kv[1])[: args.top]:
-            print(f"  {label:<32} {p:.4f}")
+        print(describe(prediction, args.top))
     return 0
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo", description="Run the zoo's ONNX models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the shipped models").set_defaults(run=cmd_list)
-    info = sub.add_parser("info", help="a model's card")
+    sub.add_parser("list", help="the installed models: name, task, input, test accuracy, size").set_defaults(run=cmd_list)
+    info = sub.add_parser("info", help="a model's card, as JSON")
     info.add_argument("name")
     info.set_defaults(run=cmd_info)
-    predict = sub.add_parser("predict", help="predict one image (or a pair, for the changer)")
-    predict.add_argument("name")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict = sub.add_parser("predict", help="predict one image (or a pair A B, for the changer)",
+                             usage="zoo predict [-h] [--json] [--top N] [--device {auto,cpu,cuda}] NAME IMAGE [IMAGE2]")
+    predict.add_argument("name", metavar="NAME")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="an image; the changer takes two, A then B")
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
-    predict.add_argument("--top", type=int, default=5, help="how many labels to show (default 5)")
+    predict.add_argument("--top", type=positive, default=5, metavar="N", help="how many labels to show (default 5)")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     predict.set_defaults(run=cmd_predict)
     args = parser.parse_args(argv)

@@ -71,6 +71,8 @@ def prepare(image: ImageInput, height: int, width: int, policy: str = "center-cr
 
 def _decode_file(name: str | os.PathLike) -> Image.Image:
     shown = _shorten(os.fspath(name))
+    if not shown:  # Path("") is the current directory
+        raise ImageError(f"an empty path was given; expected {ACCEPTED}.")
     try:
         path = Path(name)
         if not path.exists():
@@ -177,7 +179,7 @@ def _array_to_uint8(array: np.ndarray) -> np.ndarray:
                 f"float arrays must lie in [0, 1] (this one spans {array.min():g}..{array.max():g}); "
                 "pass uint8 for 0..255 values."
             )
-        array = np.rint(array * 255.0).astype(np.uint8)
+        array = np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)  # float16/32 would round early
     elif np.issubdtype(array.dtype, np.integer):
         if array.min() < 0 or array.max() > 255:
             raise ImageError(f"integer arrays must lie in 0..255 (this one spans {array.min()}..{array.max()}).")

@@ -2,28 +2,54 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import zoo
+import zoo.cli
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIR = sorted((ROOT / "examples" / "pair").glob("*.jpg"))
 
 #: Single-image models; the changer's two-image API has tests of its own.
 SHIPPED = [name for name in zoo.list() if len(zoo.card(name).inputs) == 1]
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped single-image models")
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, timeout=120)
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], check=False, capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
-def test_list_shows_every_model():
+def test_the_console_script_is_this_main():
+    target = re.search(r'^zoo = "([\w.]+):(\w+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    module, function = target.groups()
+    assert (module, function) == ("zoo.cli", "main") and callable(zoo.cli.main)
+
+
+def test_list_shows_every_model_with_its_card_figures():
     out = run("list")
     assert out.returncode == 0
-    for name in SHIPPED:
-        assert name in out.stdout
-    assert "test acc" in out.stdout.splitlines()[0]
+    header, *rows = out.stdout.splitlines()
+    assert header.split() == ["name", "task", "input", "test", "acc", "size"]
+    by_name = {row.split()[0]: row for row in rows}
+    assert set(by_name) == set(zoo.list())
+    for name, row in by_name.items():
+        card = zoo.card(name)
+        assert card.task in row and f"{card.size_bytes / 1e6:.1f} MB" in row
+        if card.headline_accuracy is not None:
+            assert f"{card.headline_accuracy:.2%}" in row
+
+
+def test_list_says_when_there_are_no_models(tmp_path):
+    out = run("list", env={"ZOO_HOME": str(tmp_path)})
+    assert out.returncode == 0 and out.stdout == ""
+    assert "no models in" in out.stderr
 
 
 def test_info_prints_the_card():
@@ -61,3 +87,29 @@ def test_bad_input_exits_non_zero_with_a_message(args, message, tmp_path):
 def test_usage_errors_exit_2():
     assert run().returncode == 2
     assert run("predict").returncode == 2
+    assert run("predict", SHIPPED[0], "x.jpg", "--top", "0").returncode == 2
+    assert run("frobnicate").returncode == 2
+
+
+changer_only = pytest.mark.skipif("changer" not in zoo.list(), reason="no changer shipped")
+
+
+@changer_only
+def test_predict_a_pair_with_the_changer():
+    out = run("predict", "changer", *map(str, PAIR), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    # The example pair's true change (examples/README.md): displacement+rotation, angle +20°.
+    assert result["label"] == "displacement+rotation"
+    assert 15 < result["params"]["angle"] < 25
+    assert set(result["changes"]) == {"displacement", "rotation", "scaling"}
+    text = run("predict", "changer", *map(str, PAIR), "--top", "2")
+    assert text.returncode == 0
+    assert text.stdout.startswith("displacement+rotation") and "params:" in text.stdout
+
+
+@changer_only
+def test_changer_needs_two_images():
+    out = run("predict", "changer", str(PAIR[0]))
+    assert out.returncode == 1
+    assert "takes 2 image(s)" in out.stderr and "Traceback" not in out.stderr

@@ -170,9 +170,8 @@ def classify(models: list[zoo.Model], views: dict[str, SamplingView], img: str |
         for model in models:
             prediction, latency = timed(model, img)
             outputs += [prediction.probs, latency]
-        for model in models:  # the pictures sit below the side-by-side labels, in the same order
-            if model.name in views:
-                outputs += views[model.name].draw(img)
+        for view in views.values():  # the pictures sit below the side-by-side labels
+            outputs += view.draw(img)
     return outputs
 
 
@@ -215,31 +214,31 @@ def accuracy_title(model: zoo.Model) -> str:
 
 def classification_tab(group: str, models: list[zoo.Model]) -> None:
     """One image, every model of the group side by side; the endpoint /GROUP."""
+    views = {model.name: view for model in models if (view := SamplingView.of(model))}
+    outputs: list[gr.components.Component] = []
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="Image", **IMAGE_INPUT, elem_id=f"{group}-image")
+            image = gr.Image(label="Image", height=240, **IMAGE_INPUT, elem_id=f"{group}-image")
             button = gr.Button("Classify", variant="primary", elem_id=f"{group}-run")
             gr.Examples([[path] for path in examples("cifar10")], [image], label="Examples (CIFAR-10 test images)")
-        views = {model.name: view for model in models if (view := SamplingView.of(model))}
-        outputs: list[gr.components.Component] = []
-        with gr.Column(scale=3), gr.Row():
-            for model in models:
-                with gr.Column():
-                    outputs.append(gr.Label(num_top_classes=min(5, len(model.labels)), label=accuracy_title(model)))
-                    outputs.append(gr.Markdown(label=f"{model.name} provider · latency"))
-        for model in models:
-            if model.name in views:
-                outputs.append(gr.Image(label=f"{model.name}: where the first layer samples | mean shift per position",
+        with gr.Column(scale=3):
+            with gr.Row():
+                for model in models:
+                    with gr.Column():
+                        outputs.append(gr.Label(num_top_classes=min(5, len(model.labels)), label=accuracy_title(model)))
+                        outputs.append(gr.Markdown(label=f"{model.name} provider · latency"))
+            for name in views:
+                outputs.append(gr.Image(label=f"{name}: where the first layer samples | mean shift per position",
                                         interactive=False, format="png"))
-                outputs.append(gr.Markdown(label=f"{model.name} sampling"))
+                outputs.append(gr.Markdown(label=f"{name} sampling"))
     button.click(partial(classify, models, views), image, outputs, api_name=group)
 
 
 def changer_tab(group: str, model: zoo.Model) -> None:
     """Two images (or one photo and sliders); the endpoint /GROUP."""
     with gr.Row():
-        image_a = gr.Image(label="A", **IMAGE_INPUT, elem_id=f"{group}-a")
-        image_b = gr.Image(label="B", **IMAGE_INPUT, elem_id=f"{group}-b")
+        image_a = gr.Image(label="A", height=300, **IMAGE_INPUT, elem_id=f"{group}-a")
+        image_b = gr.Image(label="B", height=300, **IMAGE_INPUT, elem_id=f"{group}-b")
     gr.Examples([examples("pair")], [image_a, image_b], label="Example pair (true change: shift (+0.15, −0.10), +20°)")
     with gr.Accordion("Make A and B from one photo", open=False):
         photo = gr.Image(label="Photo", **IMAGE_INPUT)

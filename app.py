@@ -248,7 +248,8 @@ def changer_tab(group: str, model: zoo.Model) -> None:
             shift_y = gr.Slider(-0.25, 0.25, 0.0, step=0.01, label="shift y (side)")
             angle = gr.Slider(-30, 30, 0.0, step=1, label="angle (°, + = counterclockwise)")
             zoom = gr.Slider(0.625, 1.6, 1.0, step=0.01, label="zoom (scale)")
-        gr.Button("Make A and B").click(make_b, [photo, shift_x, shift_y, angle, zoom], [image_a, image_b])
+        gr.Button("Make A and B").click(make_b, [photo, shift_x, shift_y, angle, zoom], [image_a, image_b],
+                                        api_name="make_pair")
     button = gr.Button("Detect the change", variant="primary", elem_id=f"{group}-run")
     with gr.Row():
         probs = gr.Label(num_top_classes=8, label=f"Change class ({accuracy_title(model)})", elem_id=f"{group}-class")

@@ -74,13 +74,16 @@ def with_files_hashed(card: ModelCard, folder: Path) -> ModelCard:
     return replace(card, files=files)
 
 
-def carplane_stand_in(source: str, folder: Path) -> None:
-    """A two-class model from a CIFAR-10 model: its airplane and automobile logits, as 'airplane' and 'car'."""
+def carplane_stand_in(source: str, folder: Path, demo: str = "carplane") -> None:
+    """A two-class model from a CIFAR-10 model: its airplane and automobile logits, as 'airplane' and 'car'.
+
+    Its card names `demo` as its tab (none when empty, like a model that belongs to no demo group).
+    """
     onnx = pytest.importorskip("onnx")
     card = zoo.card(source)
     stand_in = replace(card, name=folder.name, description=f"Test stand-in: {source}'s airplane and automobile logits.",
                        outputs=("carplane_logits",), labels=("airplane", "car"), metrics={}, plots={},
-                       extra={"demo": "carplane"})
+                       extra={"demo": demo} if demo else {})
     proto = onnx.load(str(zoo.models_root() / source / "model.onnx"))
     classes = np.array([card.labels.index("airplane"), card.labels.index("automobile")])
     proto.graph.initializer.append(onnx.numpy_helper.from_array(classes, "carplane_classes"))

@@ -169,3 +169,14 @@ def test_sampling_points_are_where_deform_conv_samples():
         sampled = deform_conv2d(image, offsets, weight, padding=1)[0].numpy()
         np.testing.assert_allclose(sampled[0, inside, inside], learned[tap, 1, inside, inside], atol=1e-4)
         np.testing.assert_allclose(sampled[1, inside, inside], learned[tap, 0, inside, inside], atol=1e-4)
+
+
+def test_one_photo_and_sliders_make_a_pair_the_changer_reads(client):
+    from gradio_client import handle_file
+
+    photo = handle_file(str(EXAMPLES / "photos" / "schooner.jpg"))
+    image_a, image_b = client.predict(photo, 0.0, 0.0, -25, 1.3, api_name="/make_pair")
+    probs, _, params, _, _ = client.predict(handle_file(image_a), handle_file(image_b), api_name="/changer")
+    assert probs["label"] == "rotation+scaling"
+    angle, scale = float(params.split("angle ")[1].split("°")[0]), float(params.split("scale ")[1])
+    assert -30 < angle < -20 and 1.2 < scale < 1.4

@@ -27,7 +27,11 @@ SMALLEST = min(SHIPPED, key=lambda name: zoo.card(name).size_bytes) if SHIPPED e
 
 
 def _private_copy(name: str, root: Path, copied: tuple[str, ...]) -> Path:
-    """A model folder under `root` whose `copied` files are real copies and every other file a link."""
+    """A model folder under `root` whose `copied` files are real copies and every other file a link.
+
+    onnxruntime refuses external data behind a link, so a test that opens a copied model.onnx also
+    copies model.safetensors (which holds the large models' weights).
+    """
     source = SHIPPED_ROOT / name
     target = root / name
     for path in (p for p in source.rglob("*") if p.is_file()):
@@ -64,8 +68,8 @@ def shipped_session(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reuse one session per shipped graph: card-only damage leaves model.onnx as shipped."""
     def cached(model_path: Path, *_: object) -> tuple[object, str]:
         key = sha256_file(model_path)
-        if key not in _SESSIONS:
-            _SESSIONS[key] = create_session(model_path, "cpu")[0]
+        if key not in _SESSIONS:  # a linked graph opens from its shipped folder, beside its external data
+            _SESSIONS[key] = create_session(Path(model_path).resolve(), "cpu")[0]
         return _SESSIONS[key], "cpu"
 
     monkeypatch.setattr(zoo.model, "create_session", cached)
@@ -143,6 +147,9 @@ def test_edited_card_is_refused_naming_it(home, shipped_session, name, edit):
         zoo.load(name)
 
 
+STAMPED_FILES = ("model.onnx", "model.safetensors", "card.json")
+
+
 def _stamp(folder: Path) -> None:
     """What export does: the card's digest into model.onnx, then model.onnx's new hash into the card."""
     card = zoo.ModelCard.read(folder)
@@ -155,7 +162,7 @@ def _stamp(folder: Path) -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_a_stamped_model_loads_and_predicts_as_shipped(home, name):
-    folder = _private_copy(name, home, ("model.onnx", "card.json"))
+    folder = _private_copy(name, home, STAMPED_FILES)
     _stamp(folder)
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
     assert CARD_DIGEST_KEY in {entry.key for entry in graph.metadata_props}
@@ -170,7 +177,7 @@ def test_a_stamped_model_loads_and_predicts_as_shipped(home, name):
 
 def test_every_byte_change_of_a_stamped_card_is_refused(home, shipped_session):
     """One bit flipped at 600 places spread over the card (ASCII bits, so most stay valid text)."""
-    folder = _private_copy(SMALLEST, home, ("model.onnx", "card.json"))
+    folder = _private_copy(SMALLEST, home, STAMPED_FILES)
     _stamp(folder)
     card = folder / "card.json"
     original = card.read_bytes()

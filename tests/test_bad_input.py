@@ -158,6 +158,8 @@ CASES: dict[str, Case] = {
     "file over ZOO_MAX_FILE_BYTES": Case(_file("big.png", _encoded(Image.fromarray(PHOTO), "PNG")),
                                          error="over the limit", limits={"MAX_FILE_BYTES": 1000}),
     "decompression bomb png 60000x60000": Case(_file("bomb.png", _png_header(60000, 60000)), error="decompression bomb"),
+    "png header over ZOO_MAX_PIXELS (80 M pixels)": Case(_file("tall-claim.png", _png_header(10000, 8000)),
+                                                         error="claims 10000x8000 pixels, over the limit"),
     "decompression bomb gif 65535x65535": Case(_file("bomb.gif", _gif_header(65535, 65535)), error="decompression bomb"),
     # Images of every mode and shape.
     "16-bit png": Case(_file("deep.png", _encoded(Image.fromarray(GRAY.astype(np.uint16) * 257), "PNG")),

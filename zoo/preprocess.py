@@ -42,7 +42,7 @@ def load_image(image: ImageInput) -> Image.Image:
     if isinstance(image, (bytes, bytearray)):
         if not image:
             raise ImageError(f"empty bytes given; expected {ACCEPTED}.")
-        return _decode(bytes(image), "the given bytes")
+        return _decode(bytes(image), "the given bytes object")
     if isinstance(image, (str, os.PathLike)):
         return _decode_file(image)
     raise ImageError(f"unsupported input of type {type(image).__name__}; expected {ACCEPTED}.")
@@ -90,7 +90,8 @@ def _decode_file(name: str | os.PathLike) -> Image.Image:
     except ImageError:
         raise
     except (OSError, ValueError) as exc:  # name too long, embedded NUL, permission denied...
-        raise ImageError(f"{shown} cannot be read as a file ({exc}); expected {ACCEPTED}.") from None
+        reason = getattr(exc, "strerror", None) or exc  # strerror: without the (possibly huge) name again
+        raise ImageError(f"{shown} cannot be read as a file ({reason}); expected {ACCEPTED}.") from None
     return _decode(data, shown)
 
 
@@ -104,8 +105,9 @@ def _decode(data: bytes, what: str) -> Image.Image:
         raise ImageError(f"{what} is over the limit of {MAX_FILE_BYTES} bytes (ZOO_MAX_FILE_BYTES).")
     try:
         opened = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{what} is refused as a decompression bomb ({exc}).") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own, larger limit, met while reading the header
+        raise ImageError(f"{what} is refused as a decompression bomb ({exc}); zoo accepts up to {MAX_PIXELS} "
+                         "pixels (ZOO_MAX_PIXELS).") from None
     except UnidentifiedImageError:
         raise ImageError(f"{what} is not a readable image; expected {ACCEPTED}.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -120,7 +120,7 @@ def _opened_truncated_jpeg(folder: Path) -> Image.Image:
 
 
 def _closed_image(_: Path) -> Image.Image:
-    image = Image.open(io.BytesIO(_encoded(Image.fromarray(PHOTO), "PNG")))
+    image = Image.open(io.BytesIO(PHOTO_PNG))
     image.close()
     return image
 
@@ -133,6 +133,8 @@ def _value(value: Any) -> Callable[[Path], Any]:
     return lambda _: value
 
 
+PHOTO_PNG = _encoded(Image.fromarray(PHOTO), "PNG")
+GRAY_RGB = np.repeat(GRAY[:, :, None], 3, axis=2)
 WIDE = RNG.integers(0, 256, (3, 1000, 3), dtype=np.uint8)
 TALL = RNG.integers(0, 256, (1000, 3, 3), dtype=np.uint8)
 BITS = RNG.random((40, 50)) > 0.5
@@ -155,18 +157,21 @@ CASES: dict[str, Case] = {
     "named pipe (would block)": Case(_fifo, error="not a regular file"),
     "path with a NUL byte": Case(_value("image\0.png"), error="does not exist|cannot be read"),
     "path of 5000 characters": Case(_value("x" * 5000 + ".png"), error="cannot be read"),
-    "file over ZOO_MAX_FILE_BYTES": Case(_file("big.png", _encoded(Image.fromarray(PHOTO), "PNG")),
+    "file over ZOO_MAX_FILE_BYTES": Case(_file("big.png", PHOTO_PNG),
                                          error="over the limit", limits={"MAX_FILE_BYTES": 1000}),
-    "decompression bomb png 60000x60000": Case(_file("bomb.png", _png_header(60000, 60000)), error="decompression bomb"),
+    "decompression bomb png 60000x60000": Case(_file("bomb.png", _png_header(60000, 60000)),
+                                               error="decompression bomb"),
     "png header over ZOO_MAX_PIXELS (80 M pixels)": Case(_file("tall-claim.png", _png_header(10000, 8000)),
                                                          error="claims 10000x8000 pixels, over the limit"),
-    "decompression bomb gif 65535x65535": Case(_file("bomb.gif", _gif_header(65535, 65535)), error="decompression bomb"),
+    "decompression bomb gif 65535x65535": Case(_file("bomb.gif", _gif_header(65535, 65535)),
+                                               error="decompression bomb"),
     # Images of every mode and shape.
     "16-bit png": Case(_file("deep.png", _encoded(Image.fromarray(GRAY.astype(np.uint16) * 257), "PNG")),
-                       _array(np.repeat(GRAY[:, :, None], 3, axis=2))),
+                       _array(GRAY_RGB)),
     "grayscale png": Case(_file("gray.png", _encoded(Image.fromarray(GRAY), "PNG")),
-                          _array(np.repeat(GRAY[:, :, None], 3, axis=2))),
-    "rgba png, opaque": Case(_file("opaque.png", _encoded(Image.fromarray(PHOTO).convert("RGBA"), "PNG")), _array(PHOTO)),
+                          _array(GRAY_RGB)),
+    "rgba png, opaque": Case(_file("opaque.png", _encoded(Image.fromarray(PHOTO).convert("RGBA"), "PNG")),
+                             _array(PHOTO)),
     "rgba png, transparent": Case(_file("clear.png", _encoded(Image.new("RGBA", (50, 40), (9, 9, 9, 0)), "PNG")),
                                   _array(np.full((40, 50, 3), 255, np.uint8))),
     "palette png": Case(_file("palette.png", _encoded(PALETTED, "PNG")), _palette_lookup),
@@ -181,18 +186,19 @@ CASES: dict[str, Case] = {
                                        _array(np.tile(np.array([255, 0, 0], np.uint8), (20, 30, 1)))),
     "gif": Case(_file("still.gif", _encoded(PALETTED, "GIF")), _palette_lookup),
     "bmp": Case(_file("plain.bmp", _encoded(Image.fromarray(PHOTO), "BMP")), _array(PHOTO)),
-    "webp (lossless)": Case(_file("plain.webp", _encoded(Image.fromarray(PHOTO), "WEBP", lossless=True)), _array(PHOTO)),
+    "webp (lossless)": Case(_file("plain.webp", _encoded(Image.fromarray(PHOTO), "WEBP", lossless=True)),
+                            _array(PHOTO)),
     "1x1 png": Case(_file("dot.png", _encoded(Image.fromarray(PHOTO[:1, :1]), "PNG")), _array(PHOTO[:1, :1])),
     "1000x3 png": Case(_file("wide.png", _encoded(Image.fromarray(WIDE), "PNG")), _array(WIDE)),
     "3x1000 png": Case(_file("tall.png", _encoded(Image.fromarray(TALL), "PNG")), _array(TALL)),
     "3000x2000 jpeg": Case(_file("large.jpg", _encoded(Image.fromarray(LARGE), "JPEG")), _decoded("large.jpg")),
-    "png bytes": Case(lambda folder: _encoded(Image.fromarray(PHOTO), "PNG"), _array(PHOTO)),
+    "png bytes": Case(_value(PHOTO_PNG), _array(PHOTO)),
     "random bytes": Case(_value(RNG.bytes(300)), error="not a readable image"),
     "empty bytes": Case(_value(b""), error="empty bytes"),
     # PIL images handed over directly.
-    "pil image, lazily opened": Case(lambda folder: Image.open(_file("lazy.png", _encoded(Image.fromarray(PHOTO), "PNG"))(folder)),
+    "pil image, lazily opened": Case(lambda folder: Image.open(_file("lazy.png", PHOTO_PNG)(folder)),
                                      _array(PHOTO)),
-    "pil image, 16-bit": Case(_value(Image.fromarray(GRAY.astype(np.uint16) * 257)), _array(np.repeat(GRAY[:, :, None], 3, axis=2))),
+    "pil image, 16-bit": Case(_value(Image.fromarray(GRAY.astype(np.uint16) * 257)), _array(GRAY_RGB)),
     "pil image, 0x0": Case(_value(Image.new("RGB", (0, 0))), error="no pixels"),
     "pil image, truncated data": Case(_opened_truncated_jpeg, error="damaged or truncated"),
     "pil image, closed": Case(_closed_image, error="cannot be decoded"),
@@ -221,7 +227,7 @@ CASES: dict[str, Case] = {
         (PHOTO / 255.0).astype(np.float16).astype(np.float64) * 255).astype(np.uint8))),
     "bool array": Case(_array(BITS), _array(np.repeat(BITS[:, :, None], 3, axis=2).astype(np.uint8) * 255)),
     "non-contiguous, reversed array": Case(_array(PHOTO[::-1, ::2]), _array(np.ascontiguousarray(PHOTO[::-1, ::2]))),
-    "np.matrix": Case(lambda _: np.asmatrix(GRAY), _array(np.repeat(GRAY[:, :, None], 3, axis=2))),
+    "np.matrix": Case(lambda _: np.asmatrix(GRAY), _array(GRAY_RGB)),
     # Python values that are not images.
     "None": Case(_value(None), error="NoneType|missing an image"),
     "int": Case(_value(7), error="int"),

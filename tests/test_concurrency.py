@@ -102,5 +102,6 @@ def test_ten_thousand_predictions_do_not_grow_memory():
     for k in range(MEMORY_PREDICTIONS):
         model.predict(*items[k % len(items)])
     growth = _resident_bytes() - before
-    print(f"\n{FASTEST}: resident memory grew {growth / 2**20:+.2f} MB ({before / 2**20:.0f} MB before) over {MEMORY_PREDICTIONS:,} predictions")
+    print(f"\n{FASTEST}: resident memory grew {growth / 2**20:+.2f} MB ({before / 2**20:.0f} MB before) "
+          f"over {MEMORY_PREDICTIONS:,} predictions")
     assert growth < MEMORY_GROWTH_LIMIT

@@ -75,10 +75,14 @@ def shipped_session(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(zoo.model, "create_session", cached)
 
 
+def _flipped(data: bytes, position: int, mask: int) -> bytes:
+    return data[:position] + bytes([data[position] ^ mask]) + data[position + 1:]
+
+
 DAMAGE = {
-    "first byte flipped": lambda data: bytes([data[0] ^ 0xFF]) + data[1:],
-    "middle byte flipped": lambda data: data[: len(data) // 2] + bytes([data[len(data) // 2] ^ 0x01]) + data[len(data) // 2 + 1:],
-    "last byte flipped": lambda data: data[:-1] + bytes([data[-1] ^ 0x80]),
+    "first byte flipped": lambda data: _flipped(data, 0, 0xFF),
+    "middle byte flipped": lambda data: _flipped(data, len(data) // 2, 0x01),
+    "last byte flipped": lambda data: _flipped(data, len(data) - 1, 0x80),
     "truncated": lambda data: data[: len(data) - 1],
     "emptied": lambda data: b"",
 }

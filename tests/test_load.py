@@ -116,7 +116,8 @@ async def _client(url: str, number: int, pool: list, latencies: list[float], err
             latencies.append(time.perf_counter() - began)
             got = _top_labels(outputs)[: len(expected)]
             if kind != "complete" or got != expected:
-                errors.append(f"client {number} request {k} /{endpoint}: {kind} {got} != {expected}: {str(outputs)[:200]}")
+                errors.append(f"client {number} request {k} /{endpoint}: {kind} {got} != {expected}: "
+                              f"{str(outputs)[:200]}")
 
 
 def test_fifty_clients_twenty_requests_each(app_url, requests):
@@ -140,7 +141,8 @@ def test_fifty_clients_twenty_requests_each(app_url, requests):
 
 def test_oversized_upload_is_refused_with_a_message(app_url):
     with httpx.Client(base_url=app_url, timeout=REQUEST_SECONDS) as client:
-        response = client.post("gradio_api/upload", files=[("files", ("huge.png", b"\0" * OVERSIZED_BYTES, "image/png"))])
+        huge = ("huge.png", b"\0" * OVERSIZED_BYTES, "image/png")
+        response = client.post("gradio_api/upload", files=[("files", huge)])
     assert response.status_code == 413
     assert "size" in response.text and "exceeded" in response.text
 

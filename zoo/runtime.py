@@ -60,7 +60,7 @@ def _listed_file(folder: Path, relative: object, meta: object, card_path: Path) 
         raise ModelFileError(f"{card_path} has a malformed entry for {relative!r}; restore the card or re-export.")
     parts = PurePosixPath(str(relative)).parts
     if not parts or parts[0] == "/" or ".." in parts or "\\" in str(relative):
-        raise ModelFileError(f"{card_path} lists {relative!r}, outside the model folder; restore the card or re-export.")
+        raise ModelFileError(f"{card_path} lists {relative!r}, outside the model folder; restore it or re-export.")
     path = folder / str(relative)
     if not path.is_file():
         raise ModelFileError(f"{path}, listed in {card_path}, is missing; reinstall the package or re-export.")

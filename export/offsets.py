@@ -2,7 +2,8 @@
 
 The app runs on onnxruntime alone, which cannot expose a graph's intermediate tensors; this file
 is the part of model.onnx that computes the first DeformConv's offsets (image -> normalisation ->
-offset Conv), cut out unchanged, so the app can draw where that layer samples. The DeformConv's
+offset Conv), cut out unchanged (its weights still read from model.safetensors), so the app can
+draw where that layer samples. The DeformConv's
 geometry (kernel, strides, pads, dilations, offset groups) travels in the file's metadata_props.
 
     python -m export.offsets zoo/models/deformable-cnn/model.onnx zoo/models/deformable-cnn/offsets.onnx
@@ -42,16 +43,17 @@ def offsets_model(model: onnx.ModelProto) -> onnx.ModelProto | None:
     for key, value in {p.key: p.value for p in model.metadata_props}.items():
         part.metadata_props.add(key=key, value=value)
     part.metadata_props.add(key=GEOMETRY_KEY, value=json.dumps(geometry))
-    onnx.checker.check_model(part, full_check=True)
     return part
 
 
 def write_offsets_model(model_path: Path, out_path: Path) -> bool:
     """Write `out_path` from `model_path` if the model has a DeformConv; returns whether it wrote one."""
-    part = offsets_model(onnx.load(str(model_path)))
+    # Weights stay external: the cut-out graph reads the same bytes of model.safetensors as model.onnx.
+    part = offsets_model(onnx.load(str(model_path), load_external_data=False))
     if part is None:
         return False
     onnx.save(part, str(out_path))
+    onnx.checker.check_model(str(out_path), full_check=True)
     return True
 
 

@@ -17,7 +17,7 @@ EXPORTERS = ("dynamo", "torchscript")
 
 
 def to_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
-            exporter: str = "dynamo", opset: int = DEFORM_OPSET) -> onnx.ModelProto:
+            exporter: str = "dynamo", opset: int = DEFORM_OPSET, optimize: bool = True) -> onnx.ModelProto:
     """Export `model` with a dynamic batch dimension on every input and output."""
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, not {exporter!r}")
@@ -29,7 +29,7 @@ def to_onnx(model: nn.Module, example: tuple[torch.Tensor, ...], input_names: li
             program = torch.onnx.export(
                 model, example, dynamo=True, opset_version=opset, input_names=input_names,
                 output_names=output_names, custom_translation_table=TRANSLATION_TABLE,
-                dynamic_shapes=tuple({0: batch} for _ in example), optimize=True, verbose=False,
+                dynamic_shapes=tuple({0: batch} for _ in example), optimize=optimize, verbose=False,
             )
             proto = program.model_proto
         else:

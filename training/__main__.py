@@ -7,9 +7,10 @@ from pathlib import Path
 
 from .recipes import RECIPES
 from .train import train
+from .train_carplane import train_carplane
 from .train_changer import train_changer
 
-#: The loop each task trains with.
+#: The loop each task trains with; the car/plane variants (recipes with a method) have their own.
 LOOPS = {"image-classification": train, "change-detection": train_changer}
 
 
@@ -23,12 +24,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="train on this many images only (smoke tests)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs)")
+    parser.add_argument("--backbone", help="car/plane models: 'imagenet' (torchvision's weights), a .safetensors "
+                                           "file, or a run name (default: the recipe's, resnet50-cifar8)")
     args = parser.parse_args(argv)
     for name in RECIPES if args.name == "all" else [args.name]:
         recipe = RECIPES[name]
         overrides = {k: v for k, v in (("data", args.data), ("epochs", args.epochs)) if v is not None}
-        run_dir = LOOPS[recipe.task](replace(recipe, **overrides), out=args.out, resume=not args.fresh, limit=args.limit,
-                        device=args.device, progress=not args.no_progress)
+        options = dict(out=args.out, resume=not args.fresh, limit=args.limit, device=args.device,
+                       progress=not args.no_progress)
+        if recipe.method:
+            run_dir = train_carplane(replace(recipe, **overrides), backbone=args.backbone, **options)
+        else:
+            run_dir = LOOPS[recipe.task](replace(recipe, **overrides), **options)
         print(f"{name}: wrote {run_dir}")
 
 

@@ -37,6 +37,15 @@ _Q2 = dict(arch="small-cnn", task="image-classification", epochs=11, lr=0.05, la
 
 CIFAR8 = ("bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")  # CIFAR-10 without airplane, automobile
 
+# Q1: CIFAR-10's airplanes and automobiles (labelled "car"), at the backbone's 64x64, on top of
+# resnet50-cifar8. Fine-tuning runs SGD at a tenth of the pretraining rate; 126 = 42 triplets.
+CARPLANE_LABELS = ["airplane", "car"]
+_CARPLANE = dict(arch="resnet50", config={"binary": True}, task="image-classification",
+                 classes=("airplane", "automobile"), backbone="resnet50-cifar8", input_size=64, demo="carplane",
+                 batch_size=126, lr=0.01, label_smoothing=0.0, warmup=0.2, augment={"crop_padding": 8, "flip": True})
+#: The head alone, on cached embeddings (linear and triplet variants).
+_HEAD = {"epochs": 40, "batch_size": 256, "lr": 3e-3, "weight_decay": 1e-4}
+
 RECIPES: dict[str, Recipe] = {
     "cnn": Recipe(
         name="cnn",
@@ -87,4 +96,29 @@ RECIPES: dict[str, Recipe] = {
         input_size=64,
         demo="",
     ),
+    "carplane-linear": Recipe(
+        name="carplane-linear",
+        description="Car or plane: the resnet50-cifar8 backbone frozen, one linear layer + sigmoid trained with "
+                    "binary cross-entropy on its cached embeddings (the report's Q1 part one).",
+        epochs=0,
+        method={"kind": "linear", "labels": CARPLANE_LABELS, "head": _HEAD},
+        **_CARPLANE,
+    ),
+    "carplane-triplet": Recipe(
+        name="carplane-triplet",
+        description="Car or plane: the backbone fine-tuned with a triplet loss on (anchor, positive, negative) "
+                    "triplets, then frozen, and a linear head trained on its embeddings (Q1 part two).",
+        epochs=2,  # two passes of 10,000 triplets: 60,000 image forwards
+        method={"kind": "triplet", "labels": CARPLANE_LABELS, "margin": 0.2, "head": _HEAD},
+        **_CARPLANE,
+    ),
+    "carplane-joint": Recipe(
+        name="carplane-joint",
+        description="Car or plane: backbone and head trained together on triplet loss + binary cross-entropy in "
+                    "every batch, the triplets mined from the labelled batch (Q1 part three).",
+        epochs=4,
+        method={"kind": "joint", "labels": CARPLANE_LABELS, "margin": 0.2, "triplet_weight": 1.0},
+        **_CARPLANE,
+    ),
 }
+

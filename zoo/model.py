@@ -12,7 +12,7 @@ from .card import ModelCard
 from .errors import ImageError, ZooError
 from .preprocess import ImageInput, prepare
 from .registry import model_dir
-from .runtime import create_session, verify_card, verify_files
+from .runtime import create_session, onnx_metadata, verify_card, verify_files
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
@@ -81,9 +81,10 @@ class Model:
         self.folder = model_dir(name)
         self.card = ModelCard.read(self.folder)
         verify_files(self.folder, self.card)
-        self.session, self.device = create_session(self.folder / "model.onnx", device, threads)
-        # The card is checked against the graph before its task is trusted or anything runs.
-        verify_card(self.folder, self.card, self.session.get_modelmeta().custom_metadata_map)
+        # The card is checked against the graph before it configures a session or its task is trusted.
+        verify_card(self.folder, self.card, onnx_metadata(self.folder / "model.onnx"))
+        self.session, self.device = create_session(self.folder / "model.onnx", device, threads,
+                                                   self.card.extra.get("session_config", {}))
         if self.card.task not in POSTPROCESS:
             raise ZooError(
                 f"model {name!r} has task {self.card.task!r}, which this version of zoo cannot run "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import onnxruntime as ort
 
@@ -67,6 +67,56 @@ def _listed_file(folder: Path, relative: object, meta: object, card_path: Path) 
     return path
 
 
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The metadata_props of an ONNX file, read from its protobuf without onnx or onnxruntime.
+
+    Lets the card be checked against the graph before the card configures an onnxruntime session.
+    """
+    try:
+        entries = (_protobuf_fields(value) for number, value in _protobuf_fields(memoryview(path.read_bytes()))
+                   if number == _METADATA_PROPS)
+        return {bytes(fields.get(1, b"")).decode(): bytes(fields.get(2, b"")).decode()
+                for fields in (dict(entry) for entry in entries)}
+    except (IndexError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path} is not a readable ONNX file ({exc}); re-export the model.") from None
+
+
+#: ModelProto's field number of metadata_props (onnx.proto), each a StringStringEntryProto {key = 1, value = 2}.
+_METADATA_PROPS = 14
+
+
+def _protobuf_fields(buffer: memoryview) -> Iterator[tuple[int, memoryview | int]]:
+    """(field number, value) of each top-level field of a serialized protobuf message."""
+    position = 0
+    while position < len(buffer):
+        tag, position = _varint(buffer, position)
+        number, wire_type = tag >> 3, tag & 7
+        if wire_type == 0:
+            value, position = _varint(buffer, position)
+        elif wire_type == 2:
+            length, position = _varint(buffer, position)
+            value, position = buffer[position:position + length], position + length
+        elif wire_type in (1, 5):
+            width = 8 if wire_type == 1 else 4
+            value, position = buffer[position:position + width], position + width
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        if position > len(buffer):
+            raise ValueError("a field runs past the end of the file")
+        yield number, value
+
+
+def _varint(buffer: memoryview, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buffer[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
 def card_digest(card: Mapping[str, Any]) -> str:
     """sha256 of a card's content except `files`, canonically serialised.
 
@@ -124,8 +174,13 @@ def _graph_declarations(metadata: Mapping[str, str], onnx_path: Path) -> dict[st
     return declared
 
 
-def create_session(model_path: Path, device: str = "auto", threads: int = 0) -> tuple[ort.InferenceSession, str]:
-    """Open `model_path` on `device`; returns the session and the device actually used ("cuda" or "cpu")."""
+def create_session(model_path: Path, device: str = "auto", threads: int = 0,
+                   config: dict[str, str] | None = None) -> tuple[ort.InferenceSession, str]:
+    """Open `model_path` on `device`; returns the session and the device actually used ("cuda" or "cpu").
+
+    `config`: onnxruntime session config entries the model's card asks for (e.g. folding int8-stored
+    weights into float32 at load).
+    """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {DEVICES}.")
     options = ort.SessionOptions()
@@ -133,6 +188,8 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0) -> 
     options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
     if threads:
         options.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:
         # onnxruntime-gpu lists CUDA even where its libraries are missing; a failed attempt is
         # handled here (fallback or DeviceError), so its log lines would only be noise.

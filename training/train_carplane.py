@@ -1,0 +1,299 @@
+"""The car/plane classifiers (the report's Q1): a pretrained ResNet-50 and a one-logit head, three ways.
+
+- linear: the backbone frozen; its embeddings are computed once and the head trains on that cache.
+- triplet: the backbone fine-tuned with a triplet loss on (anchor, positive, negative) triplets,
+  then frozen, and the head trained on the cached embeddings as above.
+- joint: triplet loss and binary cross-entropy minimised together in every labelled batch.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .checkpoint import load_tensors, read_metadata, save_checkpoint
+from .data import Split, load_split
+from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
+                   start_run, steps_per_epoch)
+from .nets import build
+from .nets.resnet import ResNet50
+from .recipes import Recipe
+from .train import augment, predict_logits
+
+KINDS = ("linear", "triplet", "joint")
+
+
+def load_backbone(model: ResNet50, source: str, runs: Path) -> dict[str, Any]:
+    """Put pretrained weights into `model.backbone`; returns where they came from, for the card.
+
+    `source`: "imagenet" (torchvision's ResNet50_Weights, downloaded or from TORCH_HOME), a
+    safetensors file, or the name of a run under `runs` (e.g. resnet50-cifar8).
+    """
+    if source == "imagenet":
+        from torchvision.models import ResNet50_Weights
+
+        weights = ResNet50_Weights.IMAGENET1K_V2
+        state = {k: v for k, v in weights.get_state_dict(progress=False).items() if not k.startswith("fc.")}
+        model.backbone.load_state_dict(state)
+        return {"source": "imagenet", "weights": str(weights)}
+    path = Path(source) if Path(source).suffix == ".safetensors" else Path(runs) / source / FINAL
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone {source!r}: {path} does not exist; train it first "
+                                f"(python -m training {source}) or pass --backbone imagenet|FILE.safetensors")
+    # A project checkpoint names the backbone's tensors backbone.*; a torchvision state dict has them bare.
+    state = load_tensors(path, "backbone.") or {k: v for k, v in load_tensors(path).items() if not k.startswith("fc.")}
+    model.backbone.load_state_dict(state)
+    meta = read_metadata(path)
+    return {"source": str(path), "name": meta.get("name"), "test_accuracy": meta.get("metrics", {}).get("test_accuracy"),
+            "trained_on": meta.get("data", {}).get("source"), "classes": meta.get("labels")}
+
+
+@torch.no_grad()
+def embeddings(model: ResNet50, images: np.ndarray, device: torch.device, batch_size: int = 250) -> Tensor:
+    """2048-d embeddings in float32, batch norms in eval mode: what the exported graph computes."""
+    model.eval()
+    return torch.cat([model.embed(torch.as_tensor(images[i:i + batch_size]).to(device)).float().cpu()
+                      for i in range(0, len(images), batch_size)])
+
+
+def batch_hard_triplet_loss(embedding: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, float]:
+    """Batch-hard triplet loss on L2-normalised embeddings (Hermans et al., 2017).
+
+    Every image of the batch is an anchor, paired with its farthest same-class image and its nearest
+    other-class image. Returns the loss and the share of anchors still violating the margin.
+    """
+    unit = F.normalize(embedding.float(), dim=1)
+    distance = torch.cdist(unit, unit)
+    same = labels.view(-1, 1) == labels.view(1, -1)
+    hardest_positive = distance.masked_fill(~same, 0.0).amax(1)
+    hardest_negative = distance.masked_fill(same, float("inf")).amin(1)
+    violation = F.relu(hardest_positive - hardest_negative + margin)
+    return violation.mean(), float((violation > 0).float().mean())
+
+
+class TripletDataset(torch.utils.data.Dataset):
+    """(anchor, positive, negative) uint8 images from a labelled split; every image is an anchor once per epoch.
+
+    Positives and negatives are drawn at random (seeded by epoch); the loss then mines the hardest
+    pairs among all images of a batch, so each batch of T triplets yields 3T anchors.
+    """
+
+    def __init__(self, split: Split, seed: int, epoch: int) -> None:
+        self.images, self.labels = split.images, split.labels
+        rng = np.random.default_rng([seed, epoch])
+        by_class = [np.flatnonzero(split.labels == c) for c in range(len(split.classes))]
+        self.positive = np.array([rng.choice(by_class[label]) for label in split.labels])
+        others = [np.concatenate([m for c, m in enumerate(by_class) if c != label]) for label in range(len(by_class))]
+        self.negative = np.array([rng.choice(others[label]) for label in split.labels])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        picks = (index, self.positive[index], self.negative[index])
+        return (*(self.images[i] for i in picks), *(self.labels[i] for i in picks))
+
+
+def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, test_split: Split, run_dir: Path,
+              resume: bool, dev: torch.device, bf16: bool, seed: int, progress: bool,
+              save: Any) -> tuple[float, list[dict[str, Any]]]:
+    """Train the whole network (triplet: backbone only, on triplets; joint: backbone and head, on labelled batches)."""
+    margin = recipe.method["margin"]
+    triplet_weight = recipe.method.get("triplet_weight", 1.0)
+    # A triplet batch holds three images per item: batch_size // 3 triplets keep the step cost the same.
+    items = recipe.batch_size // 3 if kind == "triplet" else recipe.batch_size
+    per_epoch = steps_per_epoch(len(train_split), items)
+    optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
+    start_epoch, seconds, history = (restore(run_dir / LAST, recipe, model, optimizer, schedule, per_epoch)
+                                     if resume else (0, 0.0, []))
+    test_images, test_labels = torch.as_tensor(test_split.images), torch.as_tensor(test_split.labels)
+    for epoch in range(start_epoch, recipe.epochs):
+        model.train()
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        if kind == "triplet":
+            loader = torch.utils.data.DataLoader(TripletDataset(train_split, seed, epoch), batch_size=items,
+                                                 shuffle=True, generator=generator)
+        else:
+            loader = torch.utils.data.DataLoader(
+                torch.utils.data.TensorDataset(torch.as_tensor(train_split.images), torch.as_tensor(train_split.labels)),
+                batch_size=items, shuffle=True, generator=generator)
+        began = time.time()
+        sums = {"triplet": 0.0, "bce": 0.0, "violating": 0.0, "correct": 0.0}
+        seen = 0
+        for batch in tqdm(loader, desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}", disable=not progress,
+                          mininterval=5):
+            if kind == "triplet":
+                images, labels = torch.cat(batch[:3]), torch.cat(batch[3:])
+            else:
+                images, labels = batch
+            images = augment(images, generator, **recipe.augment).to(dev)
+            labels = labels.to(dev)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                embedding = model.embed(images)
+                triplet, violating = batch_hard_triplet_loss(embedding, labels, margin)
+                loss = triplet_weight * triplet
+                if kind == "joint":
+                    logits = model.classify(embedding).float()
+                    bce = F.cross_entropy(logits, labels)  # on [0, z]: exactly BCE-with-logits on z
+                    loss = loss + bce
+                    sums["bce"] += float(bce.detach()) * len(labels)
+                    sums["correct"] += int((logits.argmax(1) == labels).sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            sums["triplet"] += float(triplet.detach()) * len(labels)
+            sums["violating"] += violating * len(labels)
+            seen += len(labels)
+        seconds += time.time() - began
+        entry = {"epoch": epoch + 1, "stage": kind, "train_triplet": sums["triplet"] / seen,
+                 "train_violating": sums["violating"] / seen, "seconds": seconds,
+                 **held_out_losses(model, test_images, test_labels, margin, dev, bf16)}
+        if kind == "joint":
+            entry.update(train_bce=sums["bce"] / seen, train_accuracy=sums["correct"] / seen)
+        else:  # the head is trained afterwards: its test BCE would describe an untrained layer
+            del entry["test_bce"], entry["test_accuracy"]
+        history.append(entry)
+        print(f"{recipe.name} epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in entry.items()
+                                                            if isinstance(v, float)), flush=True)
+        save(run_dir / LAST, epoch + 1, seconds, {"history": history}, optimizer_state(optimizer))
+    return seconds, history
+
+
+def held_out_losses(model: ResNet50, images: Tensor, labels: Tensor, margin: float, dev: torch.device,
+                    bf16: bool, batch_size: int = 250) -> dict[str, float]:
+    """Test triplet loss (batch-hard within fixed batches of the test split), BCE and accuracy."""
+    model.eval()
+    triplet_sum, embedded = 0.0, []
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(labels), batch_size):
+            embedding = model.embed(images[start:start + batch_size].to(dev)).float()
+            part = labels[start:start + batch_size].to(dev)
+            triplet_sum += float(batch_hard_triplet_loss(embedding, part, margin)[0]) * len(part)
+            embedded.append(embedding.cpu())
+        logits = model.classify(torch.cat(embedded).to(dev)).float().cpu()
+    return {"test_triplet": triplet_sum / len(labels), "test_bce": float(F.cross_entropy(logits, labels)),
+            "test_accuracy": float((logits.argmax(1) == labels).float().mean())}
+
+
+def train_head(model: ResNet50, recipe: Recipe, train_features: Tensor, train_labels: Tensor,
+               test_features: Tensor, test_labels: Tensor, seed: int, first_epoch: int) -> list[dict[str, Any]]:
+    """The head alone on cached embeddings: no backbone forward per epoch."""
+    head_recipe = recipe.method["head"]
+    generator = torch.Generator().manual_seed(seed)
+    batch = head_recipe["batch_size"]
+    per_epoch = steps_per_epoch(len(train_labels), batch)
+    optimizer = torch.optim.AdamW(model.head.parameters(), lr=head_recipe["lr"], weight_decay=head_recipe["weight_decay"])
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, head_recipe["epochs"] * per_epoch)
+    history = []
+    for epoch in range(head_recipe["epochs"]):
+        model.head.train()
+        order = torch.randperm(len(train_labels), generator=generator)
+        for step in range(per_epoch):
+            index = order[step * batch:(step + 1) * batch]
+            loss = F.cross_entropy(model.classify(train_features[index]), train_labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        with torch.no_grad():
+            train_logits, test_logits = model.classify(train_features), model.classify(test_features)
+        history.append({"epoch": first_epoch + epoch + 1, "stage": "head",
+                        "train_bce": float(F.cross_entropy(train_logits, train_labels)),
+                        "train_accuracy": float((train_logits.argmax(1) == train_labels).float().mean()),
+                        "test_bce": float(F.cross_entropy(test_logits, test_labels)),
+                        "test_accuracy": float((test_logits.argmax(1) == test_labels).float().mean())})
+    last = history[-1]
+    print(f"{recipe.name} head ({head_recipe['epochs']} epochs on cached embeddings): train acc "
+          f"{last['train_accuracy']:.4f} test acc {last['test_accuracy']:.4f}", flush=True)
+    return history
+
+
+def separation(features: Tensor, labels: Tensor) -> dict[str, float]:
+    """How far apart the classes lie in embedding space: silhouette (cosine) and nearest-centroid accuracy."""
+    from sklearn.metrics import silhouette_score
+
+    unit = F.normalize(features, dim=1)
+    centroids = torch.stack([unit[labels == c].mean(0) for c in range(int(labels.max()) + 1)])
+    nearest = (unit @ F.normalize(centroids, dim=1).T).argmax(1)
+    return {"silhouette_cosine": float(silhouette_score(unit.numpy(), labels.numpy(), metric="cosine")),
+            "nearest_centroid_accuracy": float((nearest == labels).float().mean())}
+
+
+def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
+                   device: str = "auto", seed: int = 0, progress: bool = True, backbone: str | None = None) -> Path:
+    """Train one car/plane variant (recipe.method["kind"]); returns its run folder."""
+    from sklearn.metrics import confusion_matrix
+
+    from .plots import write_carplane_plots
+
+    kind = recipe.method["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"unknown car/plane variant {kind!r}; expected one of {KINDS}")
+    dev, bf16, run_dir = start_run(recipe, out, device, seed)
+    train_split = load_split(recipe.data, "train", recipe.input_size).only(recipe.classes)
+    test_split = load_split(recipe.data, "test", recipe.input_size).only(recipe.classes)
+    if limit:
+        pick = np.random.default_rng(seed).permutation(len(train_split))[:limit]
+        train_split = train_split.subset(np.sort(pick))
+        test_split = test_split.subset(np.linspace(0, len(test_split) - 1, min(limit, len(test_split))).astype(int))
+    labels = list(recipe.method["labels"])
+    model = build(recipe.arch, dict(recipe.config, num_classes=len(labels), input_size=recipe.input_size))
+    model = model.to(dev).to(memory_format=torch.channels_last)
+    backbone_info = load_backbone(model, backbone or recipe.backbone, out)
+    test_labels, train_labels = torch.as_tensor(test_split.labels), torch.as_tensor(train_split.labels)
+    before = embeddings(model, test_split.images, dev)
+    data_meta = {"source": train_split.source, "fingerprint_train": train_split.fingerprint,
+                 "fingerprint_test": test_split.fingerprint, "train_images": len(train_split),
+                 "test_images": len(test_split)}
+
+    def save(path: Path, epochs_done: int, seconds: float, metrics: dict[str, Any],
+             extra: dict[str, Tensor] | None = None) -> None:
+        meta = checkpoint_meta(recipe, model, labels, epochs_done, seconds, dev, bf16, seed, metrics, data_meta,
+                               backbone=backbone_info)
+        save_checkpoint(path, model, meta, extra)
+
+    seconds, history = 0.0, []
+    if kind in ("triplet", "joint"):
+        seconds, history = fine_tune(model, recipe, kind, train_split, test_split, run_dir, resume, dev, bf16, seed,
+                                     progress, save)
+    began = time.time()
+    model.requires_grad_(False).head.requires_grad_(True)
+    train_features = embeddings(model, train_split.images, dev)
+    test_features = embeddings(model, test_split.images, dev)
+    if kind in ("linear", "triplet"):
+        history += train_head(model, recipe, train_features, train_labels, test_features, test_labels, seed,
+                              len(history))
+    seconds += time.time() - began
+
+    with torch.no_grad():
+        train_logits, test_logits = model.classify(train_features), model.classify(test_features)
+    predicted = test_logits.argmax(1)
+    matrix = confusion_matrix(test_labels.numpy(), predicted.numpy(), labels=range(len(labels)))
+    metrics: dict[str, Any] = {
+        "test_accuracy": float((predicted == test_labels).float().mean()),
+        "test_loss": float(F.cross_entropy(test_logits, test_labels)),
+        "train_accuracy": float((train_logits.argmax(1) == train_labels).float().mean()),
+        "train_loss": float(F.cross_entropy(train_logits, train_labels)),
+        "train_accuracy_note": f"all {len(train_split)} train images, no augmentation",
+        "test_images": len(test_split),
+        "per_class_accuracy": per_class_accuracy(matrix, labels),
+        "confusion_matrix": matrix.tolist(),
+        "embedding_separation": {"before": separation(before, test_labels),
+                                 "after": separation(test_features, test_labels)},
+        "triplet": {"margin": recipe.method.get("margin"), "distance": "euclidean on L2-normalised embeddings",
+                    "mining": "batch-hard within each batch"} if kind != "linear" else None,
+        "history": history,
+        "train_seconds": seconds,
+    }
+    save(run_dir / FINAL, recipe.epochs, seconds, metrics)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_carplane_plots(run_dir, metrics, labels, before, test_features, test_labels, frozen=kind == "linear")
+    return run_dir

@@ -17,7 +17,7 @@ from onnx import numpy_helper
 import zoo
 import zoo.model
 from export.stamp_card import stamp_card_digest
-from zoo.runtime import CARD_DIGEST_KEY, create_session, sha256_file
+from zoo.runtime import CARD_DIGEST_KEY, onnx_metadata, sha256_file
 
 SHIPPED = zoo.list()
 SHIPPED_ROOT = zoo.models_root()  # before any test points ZOO_HOME elsewhere
@@ -29,8 +29,8 @@ SMALLEST = min(SHIPPED, key=lambda name: zoo.card(name).size_bytes) if SHIPPED e
 def _private_copy(name: str, root: Path, copied: tuple[str, ...]) -> Path:
     """A model folder under `root` whose `copied` files are real copies and every other file a link.
 
-    onnxruntime refuses external data behind a link, so a test that opens a copied model.onnx also
-    copies model.safetensors (which holds the large models' weights).
+    onnxruntime refuses external data behind a link, so a test that opens a session on a copied
+    model.onnx also copies model.safetensors (which holds the large models' weights).
     """
     source = SHIPPED_ROOT / name
     target = root / name
@@ -51,28 +51,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def _refuse_session(*_: object) -> None:
+    raise AssertionError("an onnxruntime session was created: the damage was not found before it")
+
+
 @pytest.fixture
 def no_session(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if the model gets as far as an onnxruntime session."""
-    def refuse(*_: object) -> None:
-        raise AssertionError("a session was created: the damage was not found before inference")
-
-    monkeypatch.setattr(zoo.model, "create_session", refuse)
-
-
-_SESSIONS: dict[str, object] = {}
-
-
-@pytest.fixture
-def shipped_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reuse one session per shipped graph: card-only damage leaves model.onnx as shipped."""
-    def cached(model_path: Path, *_: object) -> tuple[object, str]:
-        key = sha256_file(model_path)
-        if key not in _SESSIONS:  # a linked graph opens from its shipped folder, beside its external data
-            _SESSIONS[key] = create_session(Path(model_path).resolve(), "cpu")[0]
-        return _SESSIONS[key], "cpu"
-
-    monkeypatch.setattr(zoo.model, "create_session", cached)
+    monkeypatch.setattr(zoo.model, "create_session", _refuse_session)
 
 
 def _flipped(data: bytes, position: int, mask: int) -> bytes:
@@ -140,7 +126,7 @@ CARD_EDITS = {
 
 @pytest.mark.parametrize("edit", sorted(CARD_EDITS))
 @pytest.mark.parametrize("name", SHIPPED)
-def test_edited_card_is_refused_naming_it(home, shipped_session, name, edit):
+def test_edited_card_is_refused_naming_it(home, no_session, name, edit):
     card = _private_copy(name, home, ("card.json",)) / "card.json"
     text = card.read_text()
     edited = CARD_EDITS[edit](text, json.loads(text))
@@ -170,6 +156,7 @@ def test_a_stamped_model_loads_and_predicts_as_shipped(home, name):
     _stamp(folder)
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False)
     assert CARD_DIGEST_KEY in {entry.key for entry in graph.metadata_props}
+    assert onnx_metadata(folder / "model.onnx") == {entry.key: entry.value for entry in graph.metadata_props}
     vectors = folder / "test_data_set_0"
     model = zoo.load(name, device="cpu")
     feeds = {spec.name: numpy_helper.to_array(onnx.load_tensor(str(vectors / f"input_{k}.pb")))
@@ -179,13 +166,14 @@ def test_a_stamped_model_loads_and_predicts_as_shipped(home, name):
         np.testing.assert_allclose(output, expected, rtol=1e-4, atol=model.card.tolerance)
 
 
-def test_every_byte_change_of_a_stamped_card_is_refused(home, shipped_session):
+def test_every_byte_change_of_a_stamped_card_is_refused(home, monkeypatch):
     """One bit flipped at 600 places spread over the card (ASCII bits, so most stay valid text)."""
     folder = _private_copy(SMALLEST, home, STAMPED_FILES)
     _stamp(folder)
     card = folder / "card.json"
     original = card.read_bytes()
     zoo.load(SMALLEST)  # the intact stamped copy loads
+    monkeypatch.setattr(zoo.model, "create_session", _refuse_session)
     positions = np.linspace(0, len(original) - 1, 600).astype(int)
     still_json = 0
     for k, position in enumerate(positions):

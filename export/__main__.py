@@ -1,7 +1,9 @@
-"""python -m export NAME|all [--runs runs] [--portable] [--exporter dynamo|torchscript]"""
+"""python -m export NAME|all [--runs runs] [--portable] [--exporter dynamo|torchscript]
+   python -m export triton OUTDIR [NAME ...]: a Triton Inference Server model repository of the zoo."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from training.checkpoint import read_metadata
@@ -12,9 +14,24 @@ from .build import export_model, has_deformable
 from .onnx_export import EXPORTERS
 
 
+def triton(argv: list[str]) -> None:
+    from .triton import write_repository
+
+    parser = argparse.ArgumentParser(prog="python -m export triton",
+                                     description="Write the zoo's models as a Triton Inference Server model repository.")
+    parser.add_argument("out", type=Path, help="the repository folder (created; models in it are replaced)")
+    parser.add_argument("names", nargs="*", help="models to include (default: every model in zoo.list())")
+    args = parser.parse_args(argv)
+    for folder in write_repository(args.out, args.names):
+        print(f"wrote {folder}")
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["triton"]:
+        return triton(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m export", description="Export trained checkpoints into the zoo.")
-    parser.add_argument("name", choices=[*RECIPES, "all"])
+    parser.add_argument("name", choices=[*RECIPES, "all"], help="model to export, or all (or: triton OUTDIR)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs/)")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint to export instead of RUNS/NAME/model.safetensors")
     parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")

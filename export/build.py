@@ -180,7 +180,9 @@ def build_card(meta: dict[str, Any], input_names: list[str], output_names: list[
         metrics=dict(meta["metrics"]),
         provenance={
             "data": meta["data"],
-            "data_note": DATA_NOTES[meta["task"]],
+            "data_note": DATA_NOTES[meta["task"]] + (f" Classes used: {', '.join(recipe['classes'])}."
+                                                     if recipe.get("classes") else ""),
+            **({"backbone": meta["backbone"]} if "backbone" in meta else {}),
             "architecture": {"arch": meta["arch"], "config": meta["config"]},
             "training": meta["training"],
             "code_version": meta.get("code_version"),

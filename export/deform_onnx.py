@@ -8,6 +8,7 @@ registers.
 from __future__ import annotations
 
 import torch
+import torchvision  # noqa: F401  (registers torch.ops.torchvision.deform_conv2d, translated below)
 
 DEFORM_OPSET = 19  # DeformConv entered the standard ONNX domain in opset 19
 _registered = False

@@ -39,6 +39,16 @@ def robustness_table() -> str:
 
 
 
+def backbone_note(backbone: dict) -> str:
+    """Where a model's pretrained backbone came from, in words: never claims ImageNet unless it was."""
+    if backbone.get("source") == "imagenet":
+        return f"torchvision's ImageNet weights ({backbone.get('weights')})"
+    classes = ", ".join(backbone.get("classes") or [])
+    return (f"`{backbone.get('name')}` ({backbone.get('source')}), trained from scratch in this project on "
+            f"{backbone.get('trained_on')} ({classes}); test accuracy {_pct(backbone.get('test_accuracy'))} there. "
+            "No ImageNet weights.")
+
+
 OUTPUT_NOTES = {
     "image-classification": "`logits` (N, classes), float32. Postprocessing: softmax over classes; zoo returns the top "
                             "label, its probability and every label's probability.",
@@ -79,6 +89,14 @@ def model_readme(card: zoo.ModelCard) -> str:
         lines.append(f"- {source} test pairs ({result['pairs']}): accuracy {_pct(result['accuracy'])}; median errors: "
                      f"angle {result['median_angle_error_deg']:.2f}°, shift {result['median_shift_error']:.4f} of the side, "
                      f"|log s| {result['median_abs_log_scale_error']:.4f}")
+    if m.get("embedding_separation"):
+        apart = {k: f"silhouette {v['silhouette_cosine']:.3f}, nearest centroid {_pct(v['nearest_centroid_accuracy'])}"
+                 for k, v in m["embedding_separation"].items()}
+        lines.append(f"- how far apart the classes lie in the test embeddings (cosine silhouette; nearest-centroid "
+                     f"accuracy): before training {apart['before']}; after {apart['after']}")
+    if m.get("triplet"):
+        lines.append(f"- triplet loss: margin {m['triplet']['margin']}, {m['triplet']['distance']}, "
+                     f"{m['triplet']['mining']}")
     per_class = m.get("per_class_accuracy") or m.get("test", {}).get("per_class_accuracy")
     if per_class:
         lines += ["", "| class | test accuracy |", "| --- | --- |"]
@@ -92,14 +110,41 @@ def model_readme(card: zoo.ModelCard) -> str:
               f"- recipe: `{json.dumps(training.get('recipe', {}))}`",
               f"- code version: {prov.get('code_version')}",
               f"- export: {prov.get('export', {}).get('exporter')} exporter; parity with PyTorch: "
-              f"`{json.dumps(prov.get('export', {}).get('parity', {}))}`", ""]
+              f"`{json.dumps(prov.get('export', {}).get('parity', {}))}`"]
+    if prov.get("backbone"):
+        lines.append(f"- backbone: {backbone_note(prov['backbone'])}")
+    storage = prov.get("export", {}).get("storage", {})
+    if storage:
+        lines.append(f"- weights: {storage['weights']}. Each is stored once: model.onnx holds the graph and reads "
+                     "its initializers from model.safetensors (ONNX external data with offset and length)."
+                     + (f" int8 against float32 on the test split: `{json.dumps(storage['int8_fidelity'])}`"
+                        if "int8_fidelity" in storage else ""))
+    lines.append("")
     for title, plot in card.plots.items():
         lines += [f"![{title}]({plot})", ""]
     lines += ["## Files", "", "sha256 and sizes of every file are in `card.json` and checked by `zoo.load`."]
     return "\n".join(lines) + "\n"
 
 
+def carplane_table() -> str:
+    """The car/plane variants side by side: accuracy and how the training moved the classes apart."""
+    cards = [card for card in map(zoo.card, zoo.list()) if card.provenance.get("backbone")]
+    if not cards:
+        return ""
+    rows = ["| model | test accuracy (2,000) | train accuracy | silhouette before → after | nearest centroid before → after | trained |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for card in cards:
+        apart = card.metrics.get("embedding_separation", {})
+        before, after = apart.get("before", {}), apart.get("after", {})
+        rows.append(f"| `{card.name}` | {_pct(card.metrics.get('test_accuracy'))} | "
+                    f"{_pct(card.metrics.get('train_accuracy'))} | "
+                    f"{before.get('silhouette_cosine', 0):.3f} → {after.get('silhouette_cosine', 0):.3f} | "
+                    f"{_pct(before.get('nearest_centroid_accuracy'))} → {_pct(after.get('nearest_centroid_accuracy'))} | "
+                    f"{card.provenance.get('training', {}).get('seconds', 0) / 60:.1f} min |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    print(model_table())
-    print()
-    print(robustness_table())
+    for table in (model_table(), robustness_table(), carplane_table()):
+        if table:
+            print(table + "\n")

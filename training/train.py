@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import save_checkpoint
 from .data import Split, load_split
 from .geometry import random_rotation_zoom, similarity_warp
@@ -78,6 +79,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
           device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
     """Train `recipe`; returns the run folder holding model.safetensors, metrics.json and plots."""
     dev, bf16, run_dir = start_run(recipe, out, device, seed)
+    world = distributed.init(dev)
 
     train_split = load_split(recipe.data, "train", recipe.input_size)
     test_split = load_split(recipe.data, "test", recipe.input_size)
@@ -92,6 +94,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
     if config.get("deformable"):  # torchvision's kernel on GPU; on CPU the sampled form (bench_deform)
         config["deform_implementation"] = "torchvision" if dev.type == "cuda" else "sampled"
     model = build(recipe.arch, config).to(dev).to(memory_format=torch.channels_last)
+    net = distributed.wrap(model, world)
     per_epoch = steps_per_epoch(len(train_split), recipe.batch_size)
     optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
     last = run_dir / LAST
@@ -116,13 +119,14 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
         began = time.time()
         seen, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(range(per_epoch), desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
-                   disable=not progress, mininterval=5)
+                   disable=not (progress and world.is_main), mininterval=5)
         for step in bar:
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            batch = augment(images[index], generator, **recipe.augment).to(dev)
-            target = labels[index].to(dev)
+            # Every rank augments the whole global batch (same random draws as one process) and keeps its share.
+            batch = world.shard(augment(images[index], generator, **recipe.augment)).to(dev)
+            target = world.shard(labels[index]).to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(batch)
+                logits = net(batch)
                 loss = F.cross_entropy(logits.float(), target, label_smoothing=recipe.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -133,6 +137,9 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
             loss_sum += float(loss.detach()) * len(target)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds += time.time() - began
+        seen, correct, loss_sum = world.sum(seen, correct, loss_sum)
+        if not world.is_main:  # rank 0 evaluates and writes the run folder
+            continue
         test = evaluate(model, test_split, dev, bf16)
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                         "test_loss": test["loss"], "test_accuracy": test["accuracy"], "seconds": train_seconds})
@@ -140,6 +147,9 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
               f"test loss {test['loss']:.4f} acc {test['accuracy']:.4f} | {train_seconds:.0f}s", flush=True)
         save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), optimizer_state(optimizer))
 
+    world.finish()
+    if not world.is_main:
+        return run_dir
     metrics = final_metrics(model, recipe, train_split, test_split, dev, seed)
     metrics["history"] = history
     metrics["train_seconds"] = train_seconds

@@ -269,8 +269,10 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
     train_features = embeddings(model, train_split.images, dev)
     test_features = embeddings(model, test_split.images, dev)
     if kind in ("linear", "triplet"):
-        history += train_head(model, recipe, train_features, train_labels, test_features, test_labels, seed,
-                              len(history))
+        # The cache also holds every training image mirrored: the one augmentation a cache can keep.
+        mirrored = embeddings(model, np.ascontiguousarray(train_split.images[:, :, ::-1]), dev)
+        history += train_head(model, recipe, torch.cat([train_features, mirrored]), train_labels.repeat(2),
+                              test_features, test_labels, seed, len(history))
     seconds += time.time() - began
 
     with torch.no_grad():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import save_checkpoint
 from .data import Split, load_hashed_split, load_split
 from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
@@ -48,15 +49,21 @@ def mixed_pairs(sources: dict[str, np.ndarray], n: int, size: int, seed: int) ->
 
 
 class PairStream(torch.utils.data.IterableDataset):
-    """Endless training batches; each (epoch, step) has its own seed, so a resumed run sees the same data."""
+    """Endless training batches; each (epoch, step) has its own seed, so a resumed run sees the same data.
 
-    def __init__(self, sources: dict[str, np.ndarray], batch: int, size: int, seed: int, epoch: int, steps: int):
-        self.sources, self.batch, self.size, self.seed, self.epoch, self.steps = sources, batch, size, seed, epoch, steps
+    Under data parallelism each rank generates its own share of every global batch, from its own seeds.
+    """
+
+    def __init__(self, sources: dict[str, np.ndarray], batch: int, size: int, seed: int, epoch: int, steps: int,
+                 world: distributed.World = distributed.World()):
+        self.sources, self.size, self.seed, self.epoch, self.steps = sources, size, seed, epoch, steps
+        self.batch, self.world = batch // world.size, world
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         torch.set_num_threads(1)
         for step in range(self.steps):
-            pairs = mixed_pairs(self.sources, self.batch, self.size, self.seed * 10**9 + self.epoch * 10**5 + step)
+            seed = (self.seed * 10**9 + self.epoch * 10**5 + step) * self.world.size + self.world.rank
+            pairs = mixed_pairs(self.sources, self.batch, self.size, seed)
             yield (torch.from_numpy(pairs.a), torch.from_numpy(pairs.b), torch.from_numpy(pairs.labels),
                    torch.from_numpy(pairs.params).float())
 
@@ -65,9 +72,13 @@ class PairStream(torch.utils.data.IterableDataset):
 PARAM_WEIGHT, PARAM_BETA = 4.0, 0.02
 
 
-def changer_loss(model: nn.Module, a: Tensor, b: Tensor, labels: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-    """BCE on the three changes + smooth L1 on the normalised parameters; returns (loss, predicted class)."""
-    logits, regressed = model.raw(a, b)
+def changer_loss(raw: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], a: Tensor, b: Tensor, labels: Tensor,
+                 params: Tensor) -> tuple[Tensor, Tensor]:
+    """BCE on the three changes + smooth L1 on the normalised parameters; returns (loss, predicted class).
+
+    `raw`: the network's `raw` method (change logits, normalised parameters), possibly data-parallel.
+    """
+    logits, regressed = raw(a, b)
     targets = torch.as_tensor(CLASS_CHANGES, device=a.device)[labels].float()
     loss = F.binary_cross_entropy_with_logits(logits, targets)
     loss = loss + PARAM_WEIGHT * F.smooth_l1_loss(regressed, normalise(params), beta=PARAM_BETA)
@@ -133,6 +144,7 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
                   device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
     """Train the changer; returns the run folder (model.safetensors, metrics.json, plots)."""
     dev, bf16, run_dir = start_run(recipe, out, device, seed)
+    world = distributed.init(dev)
     size = recipe.input_size
     sets = {split: source_sets(recipe.data, split) for split in ("train", "val", "test")}
     train_sources = source_images(sets["train"])
@@ -140,6 +152,7 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
     per_epoch = recipe.steps_per_epoch if not limit else max(1, limit // recipe.batch_size)
 
     model = build(recipe.arch, dict(recipe.config, input_size=size)).to(dev).to(memory_format=torch.channels_last)
+    raw = distributed.wrap(model, world, "raw")
     optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
     last = run_dir / LAST
     start_epoch, train_seconds, history = (0, 0.0, [])
@@ -158,16 +171,16 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
 
     for epoch in range(start_epoch, recipe.epochs):
         model.train()
-        stream = PairStream(train_sources, recipe.batch_size, size, seed, epoch, per_epoch)
+        stream = PairStream(train_sources, recipe.batch_size, size, seed, epoch, per_epoch, world)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1 if not limit else 0)
         began = time.time()
         seen, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(loader, total=per_epoch, desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
-                   disable=not progress, mininterval=10)
+                   disable=not (progress and world.is_main), mininterval=10)
         for a, b, labels, params in bar:
             a, b, labels, params = a.to(dev), b.to(dev), labels.to(dev), params.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss, predicted = changer_loss(model, a, b, labels, params)
+                loss, predicted = changer_loss(raw, a, b, labels, params)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -177,6 +190,9 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
             loss_sum += float(loss.detach()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds += time.time() - began
+        seen, correct, loss_sum = world.sum(seen, correct, loss_sum)
+        if not world.is_main:  # rank 0 evaluates and writes the run folder
+            continue
         val = pair_metrics(val_pairs, predict_pairs(model, val_pairs, dev, bf16))
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                         "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": train_seconds,
@@ -188,6 +204,9 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
               f"log-scale {val['median_abs_log_scale_error']:.4f} | {train_seconds:.0f}s", flush=True)
         save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), optimizer_state(optimizer))
 
+    world.finish()
+    if not world.is_main:
+        return run_dir
     metrics: dict[str, Any] = {"history": history, "train_seconds": train_seconds}
     test_sources = source_images(sets["test"])
     n_test = min(TEST_PAIRS_PER_SOURCE, limit or TEST_PAIRS_PER_SOURCE)

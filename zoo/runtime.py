@@ -174,6 +174,22 @@ def _graph_declarations(metadata: Mapping[str, str], onnx_path: Path) -> dict[st
     return declared
 
 
+def session_options(threads: int = 0, config: Mapping[str, str] | None = None) -> ort.SessionOptions:
+    """zoo's onnxruntime settings (`python -m export.bench` measures them against the alternatives).
+
+    `threads`: intra-op threads (0: onnxruntime's default, one per physical core); `config`: session
+    config entries a model's card asks for.
+    """
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
+    if threads:
+        options.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    return options
+
+
 def create_session(model_path: Path, device: str = "auto", threads: int = 0,
                    config: dict[str, str] | None = None) -> tuple[ort.InferenceSession, str]:
     """Open `model_path` on `device`; returns the session and the device actually used ("cuda" or "cpu").
@@ -183,13 +199,7 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0,
     """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {DEVICES}.")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
-    if threads:
-        options.intra_op_num_threads = threads
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
+    options = session_options(threads, config)
     if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:
         # onnxruntime-gpu lists CUDA even where its libraries are missing; a failed attempt is
         # handled here (fallback or DeviceError), so its log lines would only be noise.

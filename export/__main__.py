@@ -6,17 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.checkpoint import read_metadata
 from training.recipes import RECIPES
 from zoo.registry import PACKAGE_MODELS
 
-from .build import export_model, has_deformable
-from .onnx_export import EXPORTERS
+from .triton import write_repository
 
 
 def triton(argv: list[str]) -> None:
-    from .triton import write_repository
-
     parser = argparse.ArgumentParser(prog="python -m export triton",
                                      description="Write the zoo's models as a Triton Inference Server model repository.")
     parser.add_argument("out", type=Path, help="the repository folder (created; models in it are replaced)")
@@ -26,10 +22,13 @@ def triton(argv: list[str]) -> None:
         print(f"wrote {folder}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["triton"]:
-        return triton(argv[1:])
+def export(argv: list[str]) -> None:
+    # Imported here: torch and the exporters load in seconds that the triton subcommand does not need.
+    from training.checkpoint import read_metadata
+
+    from .build import export_model, has_deformable
+    from .onnx_export import EXPORTERS
+
     parser = argparse.ArgumentParser(prog="python -m export", description="Export trained checkpoints into the zoo.")
     parser.add_argument("name", choices=[*RECIPES, "all"], help="model to export, or all (or: triton OUTDIR)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs/)")
@@ -48,6 +47,14 @@ def main(argv: list[str] | None = None) -> None:
         portable = args.portable or (args.name == "all" and has_deformable(read_metadata(checkpoint)))
         folder = export_model(checkpoint, args.out, args.data, args.exporter, portable)
         print(f"{name}: wrote {folder}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["triton"]:
+        triton(argv[1:])
+    else:
+        export(argv)
 
 
 if __name__ == "__main__":

@@ -240,6 +240,20 @@ def cold_start(name: str, threads: int) -> dict[str, float]:
     return {"cold_load_s": load_s, "cold_first_prediction_s": first_s}
 
 
+def training_rate(card: ModelCard, gflop: float, ceiling: float) -> dict[str, Any]:
+    """Training images per second as the model's own training run recorded them (loop time, no evaluation),
+    and the GFLOP/s that implies (forward + backward taken as 3 forward passes) against the fp32 ceiling."""
+    training = card.provenance.get("training", {})
+    recipe = training.get("recipe", {})
+    if recipe.get("method") or not training.get("seconds"):
+        return {"train_note": "staged training (cached embeddings, a head) or no recorded time: no images/s"}
+    steps = recipe.get("steps_per_epoch")
+    per_epoch = steps * recipe["batch_size"] if steps else card.provenance["data"]["train_images"]
+    ips = training["epochs_done"] * per_epoch / training["seconds"]
+    return {"train_ips": ips, "train_precision": training.get("precision"), "train_device": training.get("device"),
+            "train_gflops": 3 * gflop * ips, "train_ceiling_share": 3 * gflop * ips / ceiling}
+
+
 def bench_model(name: str, args: argparse.Namespace, ceiling: float, scratch: Path) -> dict[str, Any]:
     card = zoo.card(name)
     row: dict[str, Any] = {"name": name, "inputs": [f"{s.name} {s.height}x{s.width}x3 uint8" for s in card.inputs]}
@@ -282,6 +296,7 @@ def bench_model(name: str, args: argparse.Namespace, ceiling: float, scratch: Pa
     row.update(cold_start(name, args.threads))
     row["ort_gflops"] = row["gflop_per_image"] * row["ort_ips_b64"]
     row["ort_ceiling_share"] = row["ort_gflops"] / ceiling
+    row.update(training_rate(card, row["gflop_per_image"], ceiling))
     row.update(ratios(row))
     return row
 
@@ -322,7 +337,8 @@ COLUMNS = (("model", "name", "{}"), ("GFLOP/img", "gflop_per_image", "{:.3f}"),
            ("vs OpenVINO b1/b64", ("speedup_b1_vs_openvino", "speedup_b64_vs_openvino"), "{:.2f}x/{:.2f}x"),
            ("files img/s (share)", ("e2e_ips_b64", "e2e_share"), "{:.0f} ({:.0%})"),
            ("cold load+1st s", "cold_first_prediction_s", "{:.2f}"),
-           ("ort GFLOP/s (of ceiling)", ("ort_gflops", "ort_ceiling_share"), "{:.1f} ({:.0%})"))
+           ("ort GFLOP/s (of ceiling)", ("ort_gflops", "ort_ceiling_share"), "{:.1f} ({:.0%})"),
+           ("trained img/s (GFLOP/s)", ("train_ips", "train_gflops"), "{:.0f} ({:.0f})"))
 
 
 def table(rows: list[dict[str, Any]]) -> str:

@@ -21,6 +21,7 @@ from .deform_onnx import DEFORM_OPSET
 from .offsets import OFFSETS_FILE, write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
 from .report import model_readme
+from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
 from .weights import StoredWeights, round_conv_weights_to_int8
 
@@ -33,9 +34,11 @@ PARITY_IMAGES = 512
 VECTOR_IMAGES = 8
 TOLERANCE = 1e-4
 #: Architectures whose conv weights ship as int8 (computed in float32): four ResNet-50s must fit in
-#: 200 MB. Kept only if the rounded model agrees with the float one on this share of the test set.
+#: 200 MB (fp16 would need 4 x 47 MB). Kept only if test accuracy drops by at most 0.3 points (the
+#: project's bar for int8 models) and the answers agree with the float model on 99.5% of the test split.
 INT8_WEIGHT_ARCHS = {"resnet50"}
-MIN_INT8_AGREEMENT = 0.999
+MIN_INT8_AGREEMENT = 0.995
+MAX_INT8_ACCURACY_LOSS = 0.003
 #: Makes onnxruntime fold the int8 weights' DequantizeLinear nodes into float32 weights at load
 #: (by default it keeps them for quantized kernels, and would dequantize on every run).
 FOLD_INT8_WEIGHTS = {"session.disable_quant_qdq": "1"}
@@ -78,9 +81,11 @@ def int8_fidelity(float_model: torch.nn.Module, int8_model: torch.nn.Module, spl
     fidelity = {"images": len(split), "float32_test_accuracy": float((before == labels).float().mean()),
                 "int8_weights_test_accuracy": float((after == labels).float().mean()),
                 "argmax_agreement": float((before == after).float().mean())}
-    if fidelity["argmax_agreement"] < MIN_INT8_AGREEMENT:
+    loss = fidelity["float32_test_accuracy"] - fidelity["int8_weights_test_accuracy"]
+    if fidelity["argmax_agreement"] < MIN_INT8_AGREEMENT or loss > MAX_INT8_ACCURACY_LOSS:
         raise ExportValidationError(f"int8 weights change {1 - fidelity['argmax_agreement']:.3%} of the test answers "
-                                    f"(allowed {1 - MIN_INT8_AGREEMENT:.1%}): {fidelity}")
+                                    f"(allowed {1 - MIN_INT8_AGREEMENT:.1%}) and cost {loss:.2%} of test accuracy "
+                                    f"(allowed {MAX_INT8_ACCURACY_LOSS:.1%}): {fidelity}")
     return fidelity
 
 
@@ -143,6 +148,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
                 plots[plot.removesuffix(".png")] = plot
         card = build_card(meta, input_names, output_names, parity, graph_ops, plots, exporter, storage)
         (stage / "README.md").write_text(model_readme(card))
+        stamp_card_digest(stage / "model.onnx", card)  # the graph vouches for the card's content
         replace(card, files=file_hashes(stage)).write(stage)
         target = Path(out_root) / name
         if target.exists():

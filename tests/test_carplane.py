@@ -107,7 +107,7 @@ def test_carplane_train_export_load(mini_cifar, tmp_path, monkeypatch, cifar_ima
     assert {"curves.png", "confusion.png", "projection.png"} <= {p.name for p in run_dir.iterdir()}
 
     # Barely trained networks have near-tied logits, which int8 rounding flips; the shipped models
-    # are held to 99.9% (test_shipped.py), here only the recording is checked.
+    # are held to 99.5% (test_shipped.py), here only the recording is checked.
     monkeypatch.setattr(export.build, "MIN_INT8_AGREEMENT", 0.0)
     models = tmp_path / "models"
     for checkpoint in (backbone / "model.safetensors", run_dir / "model.safetensors"):

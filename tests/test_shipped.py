@@ -120,7 +120,7 @@ def test_int8_weights_kept_the_answers(card):
     fidelity = card.provenance["export"]["storage"].get("int8_fidelity")
     if fidelity is None:
         pytest.skip("float32 weights")
-    assert fidelity["argmax_agreement"] >= 0.999
+    assert fidelity["argmax_agreement"] >= 0.995
     assert fidelity["int8_weights_test_accuracy"] >= fidelity["float32_test_accuracy"] - 0.003
 
 

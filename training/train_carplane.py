@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from .checkpoint import load_tensors, read_metadata, save_checkpoint
@@ -25,7 +25,7 @@ from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state
 from .nets import build
 from .nets.resnet import ResNet50
 from .recipes import Recipe
-from .train import augment, predict_logits
+from .train import augment
 
 KINDS = ("linear", "triplet", "joint")
 
@@ -270,7 +270,7 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
     began = time.time()
     model.requires_grad_(False).head.requires_grad_(True)
     train_features = embeddings(model, train_split.images, dev)
-    test_features = embeddings(model, test_split.images, dev)
+    test_features = before if kind == "linear" else embeddings(model, test_split.images, dev)  # frozen: unchanged
     if kind in ("linear", "triplet"):
         # The cache also holds every training image mirrored: the one augmentation a cache can keep.
         mirrored = embeddings(model, np.ascontiguousarray(train_split.images[:, :, ::-1]), dev)

@@ -57,15 +57,17 @@ def test_split(meta: dict[str, Any], data: str | None) -> Split:
     return split.only(tuple(recipe["classes"])) if recipe.get("classes") else split
 
 
-def validation_feeds(meta: dict[str, Any], data: str | None, count: int) -> dict[str, np.ndarray]:
-    """`count` real held-out inputs at the model's input size, as the graph's feeds."""
+def validation_feeds(meta: dict[str, Any], data: str | None, count: int,
+                     split: Split | None = None) -> dict[str, np.ndarray]:
+    """`count` real held-out inputs at the model's input size, as the graph's feeds (a classifier's
+    from `split` when it is already loaded)."""
     if meta["task"] == "change-detection":
         from training.train_changer import mixed_pairs, source_images, source_sets
 
         source = data or meta["training"]["recipe"]["data"]
         pairs = mixed_pairs(source_images(source_sets(source, "test")), count, meta["input"]["height"], seed=12345)
         return {"image_a": pairs.a, "image_b": pairs.b}
-    split = test_split(meta, data)
+    split = split or test_split(meta, data)
     pick = np.linspace(0, len(split) - 1, min(count, len(split))).astype(int)
     return {"image": np.ascontiguousarray(split.images[pick])}
 
@@ -106,14 +108,15 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
     reference, _ = load_model(checkpoint, **using("torchvision"))
     name, task = meta["name"], meta["task"]
     input_names, output_names = IO_NAMES[task]
-    feeds = validation_feeds(meta, data, PARITY_IMAGES)
+    labelled = test_split(meta, data) if task == "image-classification" else None
+    feeds = validation_feeds(meta, data, PARITY_IMAGES, labelled)
     example = tuple(torch.from_numpy(feeds[graph_input][:2]) for graph_input in input_names)
     int8_scales, storage = {}, {"weights": "float32"}
     if meta["arch"] in INT8_WEIGHT_ARCHS:
         float_model = copy.deepcopy(reference)
         int8_scales = round_conv_weights_to_int8(reference)  # parity below is checked against these weights
         storage = {"weights": "int8 conv weights (symmetric, per output channel), float32 elsewhere; computed in float32",
-                   "int8_fidelity": int8_fidelity(float_model, reference, test_split(meta, data))}
+                   "int8_fidelity": int8_fidelity(float_model, reference, labelled)}
 
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as tmp:
         stage = Path(tmp) / name

@@ -91,7 +91,7 @@ class ModelCard:
 
     def write(self, folder: Path) -> Path:
         path = Path(folder) / CARD_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        path.write_text(render_card(self.to_dict()))
         return path
 
     @classmethod
@@ -107,3 +107,8 @@ class ModelCard:
                 f"{path} is unreadable or damaged ({type(exc).__name__}: {exc}); "
                 "restore it from the package or re-export the model."
             ) from None
+
+
+def render_card(content: dict[str, Any]) -> str:
+    """card.json's exact text: what `ModelCard.write` writes and the runtime checks a card against."""
+    return json.dumps(content, indent=2) + "\n"

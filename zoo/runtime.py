@@ -8,7 +8,7 @@ from typing import Any, Iterator, Mapping
 
 import onnxruntime as ort
 
-from .card import CARD_FILE, ModelCard
+from .card import CARD_FILE, ModelCard, render_card
 from .errors import DeviceError, ModelFileError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -140,7 +140,7 @@ def verify_card(folder: Path, card: ModelCard, metadata: Mapping[str, str]) -> N
     raw = path.read_bytes()
     content = json.loads(raw)
     advice = f"restore it from the package or re-export {card.name!r}"
-    if raw != (json.dumps(content, indent=2) + "\n").encode():  # the rendering of ModelCard.write
+    if raw != render_card(content).encode():
         raise ModelFileError(f"{path} is not byte for byte as export wrote it: it was edited or damaged; {advice}.")
     recorded = metadata.get(CARD_DIGEST_KEY)
     if recorded is not None and recorded != card_digest(content):

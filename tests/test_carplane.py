@@ -48,7 +48,7 @@ def test_batch_hard_triplet_loss_by_hand():
     # Anchor 0: hardest positive d01, nearest negative d02; anchor 1: d01 vs d12; anchor 2 has no positive.
     expected = (max(d01 - d02 + 0.5, 0) + max(d01 - d12 + 0.5, 0) + max(0 - d12 + 0.5, 0)) / 3
     assert float(loss) == pytest.approx(expected, abs=1e-5)
-    assert violating == pytest.approx(1 / 3)  # only anchor 1: its nearest negative is as close as its positive
+    assert float(violating) == pytest.approx(1 / 3)  # only anchor 1: its nearest negative is as close as its positive
     far_apart = torch.tensor([[1.0, 0.0], [1.0, 0.01], [-1.0, 0.0], [-1.0, 0.01]])
     assert float(batch_hard_triplet_loss(far_apart, torch.tensor([0, 0, 1, 1]), 0.2)[0]) == 0.0
 

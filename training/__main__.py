@@ -1,4 +1,4 @@
-"""python -m training NAME|all [--data PATH|cifar10] [--epochs N] [--out runs] [--fresh]"""
+"""python -m training NAME|all [--data PATH|cifar10] [--epochs N] [--batch-size N] [--lr X] [--label-smoothing X] [--out runs] [--fresh]"""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", choices=[*RECIPES, "all"], help="model to train, or all of them")
     parser.add_argument("--data", help="ImageFolder root with train/ and test/, or 'cifar10' to download")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    parser.add_argument("--batch-size", type=int, help="override the recipe's batch size (e.g. larger on a GPU)")
+    parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
+    parser.add_argument("--label-smoothing", type=float, help="override the recipe's label smoothing")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where run folders go (default: runs/)")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an interrupted run")
     parser.add_argument("--limit", type=int, help="train on this many images only (smoke tests)")
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for name in RECIPES if args.name == "all" else [args.name]:
         recipe = RECIPES[name]
-        overrides = {k: v for k, v in (("data", args.data), ("epochs", args.epochs)) if v is not None}
+        overrides = {k: v for k, v in (("data", args.data), ("epochs", args.epochs), ("batch_size", args.batch_size),
+                                       ("lr", args.lr), ("label_smoothing", args.label_smoothing)) if v is not None}
         options = dict(out=args.out, resume=not args.fresh, limit=args.limit, device=args.device,
                        progress=not args.no_progress)
         if recipe.method:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import os
+import platform
 import subprocess
 import warnings
 from dataclasses import asdict
@@ -38,6 +40,9 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def code_version() -> str:
+    """The commit this code came from; ZOO_CODE_VERSION names it where the tree is a copy without .git."""
+    if os.environ.get("ZOO_CODE_VERSION"):
+        return os.environ["ZOO_CODE_VERSION"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).parent)
@@ -50,6 +55,7 @@ def start_run(recipe: Recipe, out: Path, device: str, seed: int) -> tuple[torch.
     """Seed, pick the device and precision, and make the run folder `out/NAME`."""
     torch.manual_seed(seed)
     dev = pick_device(device)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # fixed input sizes: let cuDNN pick its fastest kernels
     run_dir = Path(out) / recipe.name
     run_dir.mkdir(parents=True, exist_ok=True)
     return dev, bf16_is_fast(dev), run_dir
@@ -115,6 +121,8 @@ def checkpoint_meta(recipe: Recipe, model: nn.Module, labels: list[str], epochs_
         "labels": list(labels),
         "input": {"height": size, "width": size, "layout": "NHWC", "dtype": "uint8", "resize": "center-crop"},
         "training": {"recipe": asdict(recipe), "epochs_done": epochs_done, "seconds": seconds, "device": device.type,
+                     "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+                     or platform.machine(),
                      "precision": "bf16-autocast" if bf16 else "fp32", "seed": seed, "torch": torch.__version__},
         "metrics": metrics, "data": data, "code_version": code_version(), **extra,
     }

@@ -23,19 +23,24 @@ from .recipes import Recipe
 
 
 def augment(batch: Tensor, generator: torch.Generator, crop_padding: int = 0, flip: bool = False) -> Tensor:
-    """Random reflect-padded crops and horizontal flips of a uint8 NHWC batch."""
+    """Random reflect-padded crops and horizontal flips of a uint8 NHWC batch, on the batch's device.
+
+    The random draws come from the CPU `generator` whatever the device, so a GPU run augments
+    exactly as a CPU run with the same seed.
+    """
     n, h, w, _ = batch.shape
+    device = batch.device
     if crop_padding:
         p = crop_padding
         padded = F.pad(batch.permute(0, 3, 1, 2).float(), (p, p, p, p), mode="reflect")
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-        rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, 3, h, w + 2 * p)
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(device)
+        rows = (dy.view(n, 1) + torch.arange(h, device=device)).view(n, 1, h, 1).expand(n, 3, h, w + 2 * p)
         padded = padded.gather(2, rows)
-        cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, 3, h, w)
+        cols = (dx.view(n, 1) + torch.arange(w, device=device)).view(n, 1, 1, w).expand(n, 3, h, w)
         batch = padded.gather(3, cols).to(torch.uint8).permute(0, 2, 3, 1)
     if flip:
-        flipped = torch.rand(n, generator=generator) < 0.5
+        flipped = (torch.rand(n, generator=generator) < 0.5).to(device)
         batch = torch.where(flipped.view(n, 1, 1, 1), batch.flip(2), batch)
     return batch.contiguous()
 
@@ -117,13 +122,15 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
         generator = torch.Generator().manual_seed(seed * 1000 + epoch)
         order = torch.randperm(len(labels), generator=generator)
         began = time.time()
-        seen, correct, loss_sum = 0, 0, 0.0
+        seen = 0
+        # Running sums stay on the device: reading them every step would stall a GPU once per batch.
+        correct, loss_sum = torch.zeros((), device=dev), torch.zeros((), device=dev)
         bar = tqdm(range(per_epoch), desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
                    disable=not (progress and world.is_main), mininterval=5)
         for step in bar:
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             # Every rank augments the whole global batch (same random draws as one process) and keeps its share.
-            batch = world.shard(augment(images[index], generator, **recipe.augment)).to(dev)
+            batch = world.shard(augment(images[index].to(dev), generator, **recipe.augment))
             target = world.shard(labels[index]).to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = net(batch)
@@ -133,11 +140,12 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
             optimizer.step()
             schedule.step()
             seen += len(target)
-            correct += int((logits.argmax(1) == target).sum())
-            loss_sum += float(loss.detach()) * len(target)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            correct += (logits.argmax(1) == target).sum()
+            loss_sum += loss.detach() * len(target)
+            if bar.n % 50 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{float(correct) / seen:.3f}")
+        seen, correct, loss_sum = world.sum(seen, float(correct), float(loss_sum))
         train_seconds += time.time() - began
-        seen, correct, loss_sum = world.sum(seen, correct, loss_sum)
         if not world.is_main:  # rank 0 evaluates and writes the run folder
             continue
         test = evaluate(model, test_split, dev, bf16)

@@ -63,7 +63,7 @@ def embeddings(model: ResNet50, images: np.ndarray, device: torch.device, batch_
                       for i in range(0, len(images), batch_size)])
 
 
-def batch_hard_triplet_loss(embedding: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, float]:
+def batch_hard_triplet_loss(embedding: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor]:
     """Batch-hard triplet loss on L2-normalised embeddings (Hermans et al., 2017).
 
     Every image of the batch is an anchor, paired with its farthest same-class image and its nearest
@@ -75,7 +75,7 @@ def batch_hard_triplet_loss(embedding: Tensor, labels: Tensor, margin: float) ->
     hardest_positive = distance.masked_fill(~same, 0.0).amax(1)
     hardest_negative = distance.masked_fill(same, float("inf")).amin(1)
     violation = F.relu(hardest_positive - hardest_negative + margin)
-    return violation.mean(), float((violation > 0).float().mean())
+    return violation.mean(), (violation > 0).float().mean()
 
 
 class TripletDataset(torch.utils.data.Dataset):
@@ -125,7 +125,8 @@ def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, te
                 torch.utils.data.TensorDataset(torch.as_tensor(train_split.images), torch.as_tensor(train_split.labels)),
                 batch_size=items, shuffle=True, generator=generator)
         began = time.time()
-        sums = {"triplet": 0.0, "bce": 0.0, "violating": 0.0, "correct": 0.0}
+        # Running sums stay on the device: reading them every step would stall a GPU once per batch.
+        sums = {key: torch.zeros((), device=dev) for key in ("triplet", "bce", "violating", "correct")}
         seen = 0
         for batch in tqdm(loader, desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}", disable=not progress,
                           mininterval=5):
@@ -133,7 +134,7 @@ def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, te
                 images, labels = torch.cat(batch[:3]), torch.cat(batch[3:])
             else:
                 images, labels = batch
-            images = augment(images, generator, **recipe.augment).to(dev)
+            images = augment(images.to(dev), generator, **recipe.augment)
             labels = labels.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 embedding = model.embed(images)
@@ -143,21 +144,22 @@ def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, te
                     logits = model.classify(embedding).float()
                     bce = F.cross_entropy(logits, labels)  # on [0, z]: exactly BCE-with-logits on z
                     loss = loss + bce
-                    sums["bce"] += float(bce.detach()) * len(labels)
-                    sums["correct"] += int((logits.argmax(1) == labels).sum())
+                    sums["bce"] += bce.detach() * len(labels)
+                    sums["correct"] += (logits.argmax(1) == labels).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            sums["triplet"] += float(triplet.detach()) * len(labels)
+            sums["triplet"] += triplet.detach() * len(labels)
             sums["violating"] += violating * len(labels)
             seen += len(labels)
+        means = {key: float(total) / seen for key, total in sums.items()}
         seconds += time.time() - began
-        entry = {"epoch": epoch + 1, "stage": kind, "train_triplet": sums["triplet"] / seen,
-                 "train_violating": sums["violating"] / seen, "seconds": seconds,
+        entry = {"epoch": epoch + 1, "stage": kind, "train_triplet": means["triplet"],
+                 "train_violating": means["violating"], "seconds": seconds,
                  **held_out_losses(model, test_images, test_labels, margin, dev, bf16)}
         if kind == "joint":
-            entry.update(train_bce=sums["bce"] / seen, train_accuracy=sums["correct"] / seen)
+            entry.update(train_bce=means["bce"], train_accuracy=means["correct"])
         else:  # the head is trained afterwards: its test BCE would describe an untrained layer
             del entry["test_bce"], entry["test_accuracy"]
         history.append(entry)
@@ -271,9 +273,11 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
     model.requires_grad_(False).head.requires_grad_(True)
     train_features = embeddings(model, train_split.images, dev)
     test_features = before if kind == "linear" else embeddings(model, test_split.images, dev)  # frozen: unchanged
-    if kind in ("linear", "triplet"):
-        # The cache also holds every training image mirrored: the one augmentation a cache can keep.
-        mirrored = embeddings(model, np.ascontiguousarray(train_split.images[:, :, ::-1]), dev)
+    # The cache also holds every training image mirrored: the one augmentation a cache can keep.
+    mirrored = embeddings(model, np.ascontiguousarray(train_split.images[:, :, ::-1]), dev) \
+        if kind in ("linear", "triplet") else None
+    model.cpu()  # from here on only the head runs, on the cached embeddings (CPU tensors)
+    if mirrored is not None:
         history += train_head(model, recipe, torch.cat([train_features, mirrored]), train_labels.repeat(2),
                               test_features, test_labels, seed, len(history))
     seconds += time.time() - began

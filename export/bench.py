@@ -71,10 +71,10 @@ def random_feeds(card: ModelCard, batch: int, seed: int = 0) -> dict[str, np.nda
     return {spec.name: rng.integers(0, 256, (batch, spec.height, spec.width, 3), dtype=np.uint8) for spec in card.inputs}
 
 
-def matmul_ceiling(threads: int, size: int = 2048, seconds: float = 2.0) -> float:
-    """This machine's fp32 matmul rate in GFLOP/s (torch.mm, `threads` threads): the ceiling models are held to."""
+def matmul_ceiling(threads: int, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
+    """This machine's matmul rate in GFLOP/s (torch.mm of `dtype`, `threads` threads): the ceiling models are held to."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     calls, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:

@@ -115,7 +115,7 @@ SESSION_VARIANTS: dict[str, Callable[[ort.SessionOptions], None]] = {
                                                   ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
     "extended_graph_optimization": lambda o: setattr(o, "graph_optimization_level",
                                                      ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
-    "thread_spinning": lambda o: o.add_session_config_entry("session.intra_op.allow_spinning", "1"),
+    "zoo_again": lambda o: None,  # zoo's settings timed a second time: the noise between identical sessions
     "no_thread_spinning": lambda o: o.add_session_config_entry("session.intra_op.allow_spinning", "0"),
     "no_memory_arena": lambda o: setattr(o, "enable_cpu_mem_arena", False),
     "no_memory_pattern": lambda o: setattr(o, "enable_mem_pattern", False),

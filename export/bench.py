@@ -400,6 +400,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def variants_table(rows: list[dict[str, Any]]) -> str:
+    """zoo's onnxruntime settings against each alternative: batch-1 p50 / p99 ms and batch-64 images/s."""
+    variants = list(next((row["ort_session_variants"] for row in rows if "ort_session_variants" in row), {}))
+    lines = ["| model | " + " | ".join(variants) + " |", "|" + " --- |" * (len(variants) + 1)]
+    for row in (row for row in rows if "ort_session_variants" in row):
+        cells = [row["ort_session_variants"][variant] for variant in variants]
+        lines.append(f"| {row['name']} | " + " | ".join(f"{c['ms_b1']:.2f} / {c['p99_ms_b1']:.2f} ms, {c['ips_b64']:.0f}/s"
+                                                         for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def machine(threads: int, ceiling: float) -> dict[str, Any]:
     import onnx
 
@@ -437,7 +448,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip timing zoo's onnxruntime settings against each alternative")
     parser.add_argument("--sweep-rounds", type=int, default=3,
                         help="times each session setting is timed, interleaved with the others (default 3)")
+    parser.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON; measure nothing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        rows = list(json.loads(args.from_json.read_text())["models"].values())
+        print(f"{table(rows)}\n\n{variants_table(rows)}")
+        return
     names = args.names or zoo.list()
     unknown = sorted(set(names) - set(zoo.list()))
     if unknown:
@@ -450,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"machine": machine(args.threads, ceiling),
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"},
               "models": {row["name"]: row for row in rows}}
-    print(table(rows))
+    print(f"{table(rows)}\n\n{variants_table(rows)}")
     print(f"\nfp32 matmul ceiling {ceiling:.1f} GFLOP/s ({args.threads} threads); goals per model in the JSON")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -60,3 +60,12 @@ def test_the_table_marks_engines_that_did_not_run():
     row = {"name": "m", "gflop_per_image": 1.0, "ort_ms_b1": 1.0, "ort_p99_ms_b1": 2.0, "torch_ms_b1": 3.0}
     line = bench.table([row]).splitlines()[2]
     assert line.startswith("| m | 1.000 | 1.00/2.00 | 3.00 | — |")
+
+
+def test_the_tables_are_printed_again_from_the_json(report, tmp_path, capsys):
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(report))
+    bench.main(["--from-json", str(saved)])
+    printed = capsys.readouterr().out
+    assert f"| {NAME} | {report['models'][NAME]['gflop_per_image']:.3f} |" in printed
+    assert "| zoo | " in printed and "zoo_again" in printed  # the session-settings table

@@ -1,5 +1,6 @@
 """python -m export NAME|all [--runs runs] [--portable] [--exporter dynamo|torchscript]
-   python -m export triton OUTDIR [NAME ...]: a Triton Inference Server model repository of the zoo."""
+   python -m export triton OUTDIR [NAME ...]: a Triton Inference Server model repository of the zoo.
+   python -m export quantize NAME [...]: NAME-int8 (static QDQ), installed only where it pays (export/quantize.py)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,30 @@ def triton(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     for folder in write_repository(args.out, args.names):
         print(f"wrote {folder}")
+
+
+def quantize(argv: list[str]) -> None:
+    from .quantize import MAX_ACCURACY_LOSS, MIN_SPEEDUP, merge_report, quantize_model
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export quantize",
+        description=f"Quantize installed models to NAME-int8 (static QDQ, calibrated on training inputs); install "
+                    f"each only if >= {MIN_SPEEDUP}x faster at batch 1 and 64 and <= {MAX_ACCURACY_LOSS:.1%} less "
+                    f"accurate than the float model, measured here.")
+    parser.add_argument("names", nargs="+", help="installed float models to quantize")
+    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS,
+                        help="where a variant that pays is installed (default: zoo/models)")
+    parser.add_argument("--report", type=Path, help="JSON file the figures and decisions are merged into")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads for both models (0: all cores)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        report = quantize_model(name, args.out, args.threads, args.rounds)
+        if args.report:
+            merge_report(args.report, name, report)
+        verdict = f"installed {report['installed']}" if report["shipped"] else f"not shipped: {report['why_not']}"
+        print(f"{name}: int8 {report['int8_test_accuracy']:.2%} vs float32 {report['float32_test_accuracy']:.2%}, "
+              f"{report['speedup_b1']:.2f}x at batch 1, {report['speedup_b64']:.2f}x at batch 64; {verdict}")
 
 
 def export(argv: list[str]) -> None:
@@ -53,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["triton"]:
         triton(argv[1:])
+    elif argv[:1] == ["quantize"]:
+        quantize(argv[1:])
     else:
         export(argv)
 

@@ -71,10 +71,10 @@ def random_feeds(card: ModelCard, batch: int, seed: int = 0) -> dict[str, np.nda
     return {spec.name: rng.integers(0, 256, (batch, spec.height, spec.width, 3), dtype=np.uint8) for spec in card.inputs}
 
 
-def matmul_ceiling(threads: int, size: int = 2048, seconds: float = 2.0) -> float:
-    """This machine's fp32 matmul rate in GFLOP/s (torch.mm, `threads` threads): the ceiling models are held to."""
+def matmul_ceiling(threads: int, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
+    """This machine's matmul rate in GFLOP/s (torch.mm of `dtype`, `threads` threads): the ceiling models are held to."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     calls, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
@@ -91,6 +91,23 @@ def ort_runner(name: str, threads: int) -> Runner:
     return lambda feeds: session.run(None, feeds)
 
 
+def interleaved(runners: dict[str, Runner], card: ModelCard, rounds: int, iterations_b1: int,
+                iterations_b64: int) -> dict[str, dict[str, float]]:
+    """Batch-1 p50/p99 (ms) and batch-64 images/s of several runners, timed in turn `rounds` times over, so
+    that a change in the machine's load (the other core is shared) falls on all of them alike."""
+    feeds_b1, feeds_b64 = random_feeds(card, 1), random_feeds(card, BATCH)
+    b1: dict[str, list[np.ndarray]] = {key: [] for key in runners}
+    b64: dict[str, list[np.ndarray]] = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            b1[key].append(time_calls(run, feeds_b1, iterations_b1, warmup=1) * 1e3)
+            b64[key].append(time_calls(run, feeds_b64, iterations_b64, warmup=1))
+    return {key: {"ms_b1": float(np.percentile(np.concatenate(b1[key]), 50)),
+                  "p99_ms_b1": float(np.percentile(np.concatenate(b1[key]), 99)),
+                  "ips_b64": float(BATCH * iterations_b64 * rounds / np.concatenate(b64[key]).sum())}
+            for key in runners}
+
+
 #: Alternatives to zoo's session settings (`zoo.runtime.session_options`), each one change away from them:
 #: the before/after of every session-option lever, measured in the same run.
 SESSION_VARIANTS: dict[str, Callable[[ort.SessionOptions], None]] = {
@@ -98,31 +115,62 @@ SESSION_VARIANTS: dict[str, Callable[[ort.SessionOptions], None]] = {
                                                   ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
     "extended_graph_optimization": lambda o: setattr(o, "graph_optimization_level",
                                                      ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
+    "zoo_again": lambda o: None,  # zoo's settings timed a second time: the noise between identical sessions
     "no_thread_spinning": lambda o: o.add_session_config_entry("session.intra_op.allow_spinning", "0"),
     "no_memory_arena": lambda o: setattr(o, "enable_cpu_mem_arena", False),
+    "no_memory_pattern": lambda o: setattr(o, "enable_mem_pattern", False),
+    "parallel_execution": lambda o: (setattr(o, "execution_mode", ort.ExecutionMode.ORT_PARALLEL),
+                                     setattr(o, "inter_op_num_threads", 2)),
     "one_thread": lambda o: setattr(o, "intra_op_num_threads", 1),
 }
+#: The variant loading a graph optimised ahead of time (what export could ship): see `saved_optimized_model`.
+PREOPTIMIZED = "preoptimized_model"
 
 
-def session_variants(card: ModelCard, threads: int, iterations_b1: int, iterations_b64: int) -> dict[str, Any]:
-    """zoo's session settings and each alternative: load seconds, batch-1 p50 and batch-64 throughput."""
-    results = {}
-    for variant, change in {"zoo": lambda options: None, **SESSION_VARIANTS}.items():
-        options = session_options(threads, card.extra.get("session_config", {}))
-        change(options)
-        began = time.perf_counter()
-        session = ort.InferenceSession(str(model_dir(card.name) / "model.onnx"), options,
-                                       providers=["CPUExecutionProvider"])
-        load_s = time.perf_counter() - began
-        timing = measure(lambda feeds: session.run(None, feeds), card, iterations_b1, iterations_b64)
-        results[variant] = {"load_s": load_s, **timing}
-    return results
+def saved_optimized_model(card: ModelCard, threads: int, folder: Path) -> Path:
+    """model.onnx optimised by onnxruntime at the extended level (the portable one; the NCHWc layouts of
+    "all" are this CPU's) and saved with its weights in a file of their own: batch norms folded into the
+    convolutions (and, for int8-stored weights, those dequantized) are new tensors that cannot point into
+    model.safetensors. Loaded with zoo's settings, it shows what an optimised model saved at export would buy."""
+    options = session_options(threads, card.extra.get("session_config", {}))
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
+    options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    ort.InferenceSession(str(model_dir(card.name) / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    return folder / "optimized.onnx"
+
+
+def session_variants(card: ModelCard, threads: int, iterations_b1: int, iterations_b64: int,
+                     rounds: int = 3) -> dict[str, Any]:
+    """zoo's session settings and each alternative (`SESSION_VARIANTS`, and the graph saved optimised ahead of
+    time): load seconds (best of 3), batch-1 p50/p99 and batch-64 throughput, timed interleaved."""
+    config = card.extra.get("session_config", {})
+    with tempfile.TemporaryDirectory(prefix="zoo-preoptimized-") as scratch:
+        optimized = saved_optimized_model(card, threads, Path(scratch))
+        graph = model_dir(card.name) / "model.onnx"
+        paths = {"zoo": graph, **{key: graph for key in SESSION_VARIANTS}, PREOPTIMIZED: optimized}
+        sessions, results = {}, {}
+        for variant, path in paths.items():
+            loads = []
+            for _ in range(3):
+                options = session_options(threads, config)
+                SESSION_VARIANTS.get(variant, lambda options: None)(options)
+                began = time.perf_counter()
+                sessions[variant] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                loads.append(time.perf_counter() - began)
+            results[variant] = {"load_s": min(loads)}
+        results[PREOPTIMIZED]["extra_bytes"] = sum(p.stat().st_size for p in Path(scratch).iterdir())
+        runners = {variant: (lambda feeds, s=session: s.run(None, feeds)) for variant, session in sessions.items()}
+        timings = interleaved(runners, card, rounds, iterations_b1, iterations_b64)
+    return {variant: {**results[variant], **timings[variant]} for variant in paths}
 
 
 def torch_module(card: ModelCard, implementation: str | None = None) -> torch.nn.Module:
-    """The PyTorch network rebuilt from the model's own model.safetensors (int8-stored weights scaled back)."""
+    """The PyTorch network rebuilt from the model's own model.safetensors (int8-stored weights scaled back); for
+    a quantized variant (`python -m export quantize`), the float model it was quantized from."""
     overrides = {"deform_implementation": implementation} if implementation else {}
-    return load_model(model_dir(card.name) / "model.safetensors", **overrides)[0]
+    return load_model(model_dir(card.extra.get("quantized_from", card.name)) / "model.safetensors", **overrides)[0]
 
 
 def torch_runner(module: torch.nn.Module, card: ModelCard) -> Runner:
@@ -290,7 +338,7 @@ def bench_model(name: str, args: argparse.Namespace, ceiling: float, scratch: Pa
         row.update({f"{engine}_{key}": value for key, value in measure(run, card, args.iterations, args.batches).items()})
     if args.sweep:
         row["ort_session_variants"] = session_variants(card, args.threads, max(5, args.iterations // 4),
-                                                       max(1, args.batches // 2))
+                                                       max(1, args.batches // 2), args.sweep_rounds)
     items = example_items(card, args.images, args.files, scratch)
     row["e2e_ips_b64"] = end_to_end_ips(name, args.threads, items, args.repeats)
     row.update(cold_start(name, args.threads))
@@ -352,6 +400,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def variants_table(rows: list[dict[str, Any]]) -> str:
+    """zoo's onnxruntime settings against each alternative: batch-1 p50 / p99 ms and batch-64 images/s."""
+    variants = list(next((row["ort_session_variants"] for row in rows if "ort_session_variants" in row), {}))
+    lines = ["| model | " + " | ".join(variants) + " |", "|" + " --- |" * (len(variants) + 1)]
+    for row in (row for row in rows if "ort_session_variants" in row):
+        cells = [row["ort_session_variants"][variant] for variant in variants]
+        lines.append(f"| {row['name']} | " + " | ".join(f"{c['ms_b1']:.2f} / {c['p99_ms_b1']:.2f} ms, {c['ips_b64']:.0f}/s"
+                                                         for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def machine(threads: int, ceiling: float) -> dict[str, Any]:
     import onnx
 
@@ -387,7 +446,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-openvino", dest="openvino", action="store_false", help="skip OpenVINO")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false",
                         help="skip timing zoo's onnxruntime settings against each alternative")
+    parser.add_argument("--sweep-rounds", type=int, default=3,
+                        help="times each session setting is timed, interleaved with the others (default 3)")
+    parser.add_argument("--from-json", type=Path, help="print the tables of an earlier run's JSON; measure nothing")
     args = parser.parse_args(argv)
+    if args.from_json:
+        rows = list(json.loads(args.from_json.read_text())["models"].values())
+        print(f"{table(rows)}\n\n{variants_table(rows)}")
+        return
     names = args.names or zoo.list()
     unknown = sorted(set(names) - set(zoo.list()))
     if unknown:
@@ -400,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"machine": machine(args.threads, ceiling),
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"},
               "models": {row["name"]: row for row in rows}}
-    print(table(rows))
+    print(f"{table(rows)}\n\n{variants_table(rows)}")
     print(f"\nfp32 matmul ceiling {ceiling:.1f} GFLOP/s ({args.threads} threads); goals per model in the JSON")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

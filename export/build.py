@@ -50,10 +50,10 @@ DATA_NOTES = {
 }
 
 
-def test_split(meta: dict[str, Any], data: str | None) -> Split:
-    """A classifier's labelled test split, restricted to the classes its recipe trained on."""
+def labelled_split(meta: dict[str, Any], data: str | None, which: str = "test") -> Split:
+    """A classifier's labelled split ("test" or "train"), restricted to the classes its recipe trained on."""
     recipe = meta["training"]["recipe"]
-    split = load_split(data or recipe["data"], "test", meta["input"]["height"])
+    split = load_split(data or recipe["data"], which, meta["input"]["height"])
     return split.only(tuple(recipe["classes"])) if recipe.get("classes") else split
 
 
@@ -67,7 +67,7 @@ def validation_feeds(meta: dict[str, Any], data: str | None, count: int,
         source = data or meta["training"]["recipe"]["data"]
         pairs = mixed_pairs(source_images(source_sets(source, "test")), count, meta["input"]["height"], seed=12345)
         return {"image_a": pairs.a, "image_b": pairs.b}
-    split = split or test_split(meta, data)
+    split = split or labelled_split(meta, data)
     pick = np.linspace(0, len(split) - 1, min(count, len(split))).astype(int)
     return {"image": np.ascontiguousarray(split.images[pick])}
 
@@ -108,7 +108,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
     reference, _ = load_model(checkpoint, **using("torchvision"))
     name, task = meta["name"], meta["task"]
     input_names, output_names = IO_NAMES[task]
-    labelled = test_split(meta, data) if task == "image-classification" else None
+    labelled = labelled_split(meta, data) if task == "image-classification" else None
     feeds = validation_feeds(meta, data, PARITY_IMAGES, labelled)
     example = tuple(torch.from_numpy(feeds[graph_input][:2]) for graph_input in input_names)
     int8_scales, storage = {}, {"weights": "float32"}

@@ -119,6 +119,12 @@ def model_readme(card: zoo.ModelCard) -> str:
                      "its initializers from model.safetensors (ONNX external data with offset and length)."
                      + (f" int8 against float32 on the test split: `{json.dumps(storage['int8_fidelity'])}`"
                         if "int8_fidelity" in storage else ""))
+    if "quantization" in storage:
+        q = storage["quantization"]
+        lines.append(f"- quantized from `{q['source']}` ({q['method']}; {q['calibration_inputs']} training inputs): "
+                     f"test accuracy {_pct(q['int8_test_accuracy'])} against {_pct(q['float32_test_accuracy'])}, "
+                     f"{q['speedup_b1']:.2f}x faster at batch 1 and {q['speedup_b64']:.2f}x at batch 64 "
+                     f"(onnxruntime {q['onnxruntime']}, measured when it was built)")
     lines.append("")
     for title, plot in card.plots.items():
         lines += [f"![{title}]({plot})", ""]

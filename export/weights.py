@@ -79,9 +79,15 @@ class StoredWeights:
                 tensors[name + SCALE_SUFFIX] = scale
             else:
                 tensors[name] = array
+        return cls.write_arrays(tensors, folder, frozenset(int8_scales), metadata)
+
+    @classmethod
+    def write_arrays(cls, tensors: dict[str, np.ndarray], folder: Path, int8: frozenset[str] = frozenset(),
+                     metadata: dict[str, Any] | None = None) -> "StoredWeights":
+        """Write numpy `tensors` as they are to folder/model.safetensors (`int8`: names kept behind a DequantizeLinear)."""
         path = Path(folder) / WEIGHTS_FILE
         save_file(tensors, str(path), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-        return cls(tensors, _safetensors_offsets(path), frozenset(int8_scales))
+        return cls(tensors, _safetensors_offsets(path), int8)
 
     def link(self, proto: onnx.ModelProto) -> None:
         """Make `proto` read its weights from the file (int8 ones behind a DequantizeLinear), in place.

@@ -34,7 +34,7 @@ def test_every_engine_runs_the_same_weights_and_agrees(report):
     assert row["speedup_b1_vs_torch"] == pytest.approx(row["torch_ms_b1"] / row["ort_ms_b1"])
     assert set(row["goals"]) == {"b1_3x_torch", "b64_2x_torch", "openvino_within_10pct", "e2e_within_25pct",
                                  "cold_start"}
-    assert set(row["ort_session_variants"]) == {"zoo", *bench.SESSION_VARIANTS}
+    assert set(row["ort_session_variants"]) == {"zoo", *bench.SESSION_VARIANTS, bench.PREOPTIMIZED}
     assert report["machine"]["matmul_ceiling_gflops"] > 0 and report["machine"]["threads"] >= 1
 
 
@@ -60,3 +60,12 @@ def test_the_table_marks_engines_that_did_not_run():
     row = {"name": "m", "gflop_per_image": 1.0, "ort_ms_b1": 1.0, "ort_p99_ms_b1": 2.0, "torch_ms_b1": 3.0}
     line = bench.table([row]).splitlines()[2]
     assert line.startswith("| m | 1.000 | 1.00/2.00 | 3.00 | — |")
+
+
+def test_the_tables_are_printed_again_from_the_json(report, tmp_path, capsys):
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(report))
+    bench.main(["--from-json", str(saved)])
+    printed = capsys.readouterr().out
+    assert f"| {NAME} | {report['models'][NAME]['gflop_per_image']:.3f} |" in printed
+    assert "| zoo | " in printed and "zoo_again" in printed  # the session-settings table

@@ -126,3 +126,14 @@ def test_int8_weights_kept_the_answers(card):
 
 def test_the_zoo_fits_its_size_budget():
     assert sum(zoo.card(name).size_bytes for name in SHIPPED) <= 200e6
+
+
+def test_an_int8_variant_met_the_bar_against_the_float_model_shipped_beside_it(card):
+    quantization = card.provenance["export"]["storage"].get("quantization")
+    if quantization is None:
+        pytest.skip("not a quantized variant")
+    from export.quantize import why_not
+
+    assert why_not(quantization) == []
+    source = zoo.card(quantization["source"])  # re-exported since? then quantize it again
+    assert quantization["source_sha256"] == {f: source.files[f]["sha256"] for f in quantization["source_sha256"]}

@@ -1,0 +1,239 @@
+"""python -m export quantize NAME: NAME-int8, a static int8 QDQ variant of an installed model, shipped where it pays.
+
+The float graph (int8-stored weights dequantized, batch norms folded) is quantized by onnxruntime.quantization
+(QDQ: uint8 activations, per-channel int8 weights), calibrated on training inputs (a classifier's train split,
+the changer's pairs generated from its train sources). It is then measured against the float model on this
+machine, zoo's session settings for both, timed interleaved: test accuracy on the held-out inputs, batch-1
+latency and batch-64 throughput. The variant is installed only where it is at least MIN_SPEEDUP times faster at
+both batch sizes and loses at most MAX_ACCURACY_LOSS of test accuracy; either way the figures go to the report
+(JSON), so a variant that is not shipped says why.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+import zoo
+from zoo.card import ModelCard
+from zoo.errors import ZooError
+from zoo.registry import PACKAGE_MODELS, model_dir
+from zoo.runtime import CARD_DIGEST_KEY, onnx_metadata, session_options
+
+from .bench import interleaved
+from .build import file_hashes, labelled_split
+from .onnx_export import op_types, save, set_metadata
+from .report import model_readme
+from .stamp_card import stamp_card_digest
+from .validate import write_test_vectors
+from .weights import StoredWeights
+
+SUFFIX = "-int8"
+MIN_SPEEDUP = 1.5
+MAX_ACCURACY_LOSS = 0.003
+CALIBRATION_INPUTS = 512
+#: Held-out pairs the changer's accuracy is measured on (a classifier uses its whole test split).
+TEST_PAIRS = 4000
+VECTOR_INPUTS = 8
+INLINE_BYTES = 1024
+
+
+class QuantizationError(ZooError):
+    """A model cannot be quantized as asked; the message says what to do."""
+
+
+def labelled_inputs(card: ModelCard, which: str, count: int | None, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Feeds and true class indices from the model's own data: `which` split ("train" or "test"); `count`
+    inputs drawn at random (None: a classifier's whole split)."""
+    recipe = card.provenance["training"]["recipe"]
+    size = card.inputs[0].height
+    names = [spec.name for spec in card.inputs]
+    if card.task == "change-detection":
+        from training.train_changer import mixed_pairs, source_images, source_sets
+
+        pairs = mixed_pairs(source_images(source_sets(recipe["data"], which)), count or TEST_PAIRS, size, seed)
+        return dict(zip(names, (pairs.a, pairs.b))), pairs.labels
+    split = labelled_split({"training": card.provenance["training"], "input": {"height": size}}, None, which)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(split))[:count]) if count else np.arange(len(split))
+    return {names[0]: np.ascontiguousarray(split.images[pick])}, np.asarray(split.labels)[pick]
+
+
+def batches(feeds: dict[str, np.ndarray], size: int = 64) -> Iterator[dict[str, np.ndarray]]:
+    count = len(next(iter(feeds.values())))
+    for start in range(0, count, size):
+        yield {name: array[start:start + size] for name, array in feeds.items()}
+
+
+def float_graph(folder: Path) -> onnx.ModelProto:
+    """model.onnx with its weights loaded, int8-stored weights dequantized and constants folded (batch norms
+    into convolutions), ready for the quantizer; no metadata (the variant gets its own)."""
+    import onnxscript.optimizer
+
+    proto = onnx.load(str(folder / "model.onnx"))
+    fold_weight_dequantization(proto)
+    del proto.metadata_props[:]
+    return onnxscript.optimizer.optimize(proto)
+
+
+def fold_weight_dequantization(proto: onnx.ModelProto) -> None:
+    """Replace every DequantizeLinear of an initializer by the float32 tensor it computes, in place."""
+    graph = proto.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or not all(name in initializers for name in node.input if name):
+            kept.append(node)
+            continue
+        quantized, scale = (numpy_helper.to_array(initializers[name]) for name in node.input[:2])
+        zero = numpy_helper.to_array(initializers[node.input[2]]) if len(node.input) > 2 and node.input[2] else 0
+        axis = next((attribute.i for attribute in node.attribute if attribute.name == "axis"), 1)
+        shape = [1] * quantized.ndim
+        if np.ndim(scale):
+            shape[axis] = -1
+        value = (quantized.astype(np.float32) - np.reshape(zero, shape if np.ndim(zero) else ())) * scale.reshape(shape)
+        graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in graph.node for name in node.input}
+    unused = [tensor for tensor in graph.initializer if tensor.name not in used]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+
+
+def quantize(float_model: onnx.ModelProto, calibration: dict[str, np.ndarray], out: Path) -> onnx.ModelProto:
+    """Static QDQ quantization of `float_model`, calibrated (min/max) on `calibration`."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = batches(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    onnx.save(float_model, str(out / "float.onnx"))
+    # onnxruntime's symbolic shape inference cannot read the exporter's Constant nodes; ONNX's own suffices.
+    quant_pre_process(str(out / "float.onnx"), str(out / "prepared.onnx"), skip_symbolic_shape=True)
+    quantize_static(str(out / "prepared.onnx"), str(out / "int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return onnx.load(str(out / "int8.onnx"))
+
+
+def predictions(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Each input's predicted class: the first output's argmax."""
+    return np.concatenate([session.run(None, batch)[0].argmax(1) for batch in batches(feeds)])
+
+
+def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0, rounds: int = 5,
+                   calibration_inputs: int = CALIBRATION_INPUTS) -> dict[str, Any]:
+    """Quantize installed model `name`, measure it against the float model, and install `name`-int8 under
+    `out_root` if it pays; returns the measurements and the decision."""
+    if name.endswith(SUFFIX):
+        raise QuantizationError(f"{name!r} is already a quantized variant; quantize {name[:-len(SUFFIX)]!r} instead.")
+    card = zoo.card(name)
+    source = model_dir(name)
+    variant = name + SUFFIX
+    calibration, _ = labelled_inputs(card, "train", calibration_inputs, seed=1)
+    test_feeds, test_labels = labelled_inputs(card, "test", None, seed=12345)
+    with tempfile.TemporaryDirectory(prefix=f"quantize-{name}-") as tmp:
+        work, stage = Path(tmp) / "work", Path(tmp) / variant
+        work.mkdir()
+        stage.mkdir()
+        proto = quantize(float_graph(source), calibration, work)
+        # Small tensors (shapes, scales, zero points) stay in the graph, where shape inference can read them.
+        arrays = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+        weights = StoredWeights.write_arrays({key: a for key, a in arrays.items() if a.nbytes > INLINE_BYTES}, stage,
+                                             metadata={"quantized_from": name})
+        weights.link(proto)
+        metadata = {key: value for key, value in onnx_metadata(source / "model.onnx").items() if key != CARD_DIGEST_KEY}
+        set_metadata(proto, {**metadata, "name": variant})
+        save(proto, stage / "model.onnx")
+        onnx.checker.check_model(str(stage / "model.onnx"), full_check=True)
+
+        sessions = {"float32": ort.InferenceSession(str(source / "model.onnx"),
+                                                    session_options(threads, card.extra.get("session_config", {})),
+                                                    providers=["CPUExecutionProvider"]),
+                    "int8": ort.InferenceSession(str(stage / "model.onnx"), session_options(threads),
+                                                 providers=["CPUExecutionProvider"])}
+        predicted = {key: predictions(session, test_feeds) for key, session in sessions.items()}
+        timing = interleaved({key: (lambda feeds, s=session: s.run(None, feeds)) for key, session in sessions.items()},
+                             card, rounds, iterations_b1=50, iterations_b64=2)
+        report = {
+            "test_inputs": len(test_labels), "calibration_inputs": len(next(iter(calibration.values()))),
+            "float32_test_accuracy": float((predicted["float32"] == test_labels).mean()),
+            "int8_test_accuracy": float((predicted["int8"] == test_labels).mean()),
+            "argmax_agreement": float((predicted["float32"] == predicted["int8"]).mean()),
+            "float32": timing["float32"], "int8": timing["int8"],
+            "speedup_b1": timing["float32"]["ms_b1"] / timing["int8"]["ms_b1"],
+            "speedup_b64": timing["int8"]["ips_b64"] / timing["float32"]["ips_b64"],
+            "int8_bytes": sum(path.stat().st_size for path in stage.iterdir()),
+        }
+        report["accuracy_loss"] = report["float32_test_accuracy"] - report["int8_test_accuracy"]
+        shortfalls = why_not(report)
+        report["shipped"] = not shortfalls
+        if shortfalls:
+            report["why_not"] = "; ".join(shortfalls)
+            return report
+
+        vector_feeds = {key: array[:VECTOR_INPUTS] for key, array in test_feeds.items()}
+        write_test_vectors(stage, stage / "model.onnx", vector_feeds)
+        variant_card = variant_card_of(card, report, sorted(op_types(proto)))
+        (stage / "README.md").write_text(model_readme(variant_card))
+        stamp_card_digest(stage / "model.onnx", variant_card)
+        replace(variant_card, files=file_hashes(stage)).write(stage)
+        target = Path(out_root) / variant
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(stage, target)
+        report["installed"] = str(target)
+    return report
+
+
+def why_not(report: dict[str, Any]) -> list[str]:
+    """The issue's bar for an int8 variant, as the reasons a measured one misses it (none: it ships)."""
+    reasons = [f"{report[key]:.2f}x faster at batch {size} (needs {MIN_SPEEDUP}x)"
+               for key, size in (("speedup_b1", 1), ("speedup_b64", 64)) if report[key] < MIN_SPEEDUP]
+    if report["accuracy_loss"] > MAX_ACCURACY_LOSS:
+        reasons.append(f"loses {report['accuracy_loss']:.2%} of test accuracy (allowed {MAX_ACCURACY_LOSS:.1%})")
+    return reasons
+
+
+def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str]) -> ModelCard:
+    """The int8 variant's card: the float model's provenance and labels, its own measured metrics."""
+    quantization = {
+        "method": "onnxruntime.quantization static QDQ: uint8 activations (min/max calibration), int8 weights "
+                  "per output channel; batch norms folded first",
+        "source": card.name, "source_sha256": {f: card.files[f]["sha256"] for f in ("model.onnx", "model.safetensors")},
+        "onnxruntime": ort.__version__, **report,
+    }
+    extra = {key: value for key, value in card.extra.items() if key != "session_config"}  # no weights to fold
+    return replace(
+        card,
+        name=card.name + SUFFIX,
+        description=f"{card.description} Quantized to int8 (static QDQ) from {card.name}.",
+        files={},
+        metrics={"test_accuracy": report["int8_test_accuracy"], "test_images": report["test_inputs"],
+                 "float32_test_accuracy": report["float32_test_accuracy"]},
+        plots={},
+        provenance={**card.provenance, "export": {
+            "exporter": "onnxruntime.quantization (python -m export quantize)", "parity": {}, "graph_ops": {"model.onnx": graph_ops},
+            "storage": {"weights": "int8 weights and uint8 activations (static QDQ), computed by onnxruntime's "
+                                   "quantized kernels", "quantization": quantization}}},
+        extra={**extra, "quantized_from": card.name},
+    )
+
+
+def merge_report(path: Path, name: str, report: dict[str, Any]) -> None:
+    """Add (or replace) one model's quantization figures in the JSON report at `path`."""
+    reports = json.loads(path.read_text()) if path.is_file() else {}
+    reports[name] = report
+    path.write_text(json.dumps(dict(sorted(reports.items())), indent=2) + "\n")

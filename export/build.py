@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import tempfile
 from dataclasses import replace
@@ -10,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
-from training.checkpoint import load_model, read_metadata
+from training.checkpoint import SCALE_SUFFIX, load_model, read_metadata
 from training.data import Split, load_split
 from zoo.card import InputSpec, ModelCard
 from zoo.registry import PACKAGE_MODELS
@@ -91,6 +93,23 @@ def int8_fidelity(float_model: torch.nn.Module, int8_model: torch.nn.Module, spl
     return fidelity
 
 
+def earlier_int8_fidelity(checkpoint: Path) -> dict[str, Any] | None:
+    """For weights that are already int8 (an installed model re-exported from its own model.safetensors):
+    the int8-against-float32 comparison made when they were first rounded, from the card that vouches
+    for exactly this file. Measuring again would compare the int8 weights with themselves."""
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        if not any(key.endswith(SCALE_SUFFIX) for key in handle.keys()):
+            return None
+    card_path = checkpoint.parent / "card.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    described = card.get("files", {}).get(checkpoint.name, {}).get("sha256") == sha256_file(checkpoint)
+    fidelity = card.get("provenance", {}).get("export", {}).get("storage", {}).get("int8_fidelity")
+    if not (described and fidelity):
+        raise ExportValidationError(f"{checkpoint} holds int8-rounded weights but no card.json beside it describes "
+                                    "this file with its int8 fidelity; export the float32 checkpoint they came from")
+    return {**fidelity, "measured": "when these weights were first rounded from float32 (carried from the earlier card)"}
+
+
 def has_deformable(meta: dict[str, Any]) -> bool:
     return bool(meta["config"].get("deformable"))
 
@@ -116,7 +135,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         float_model = copy.deepcopy(reference)
         int8_scales = round_conv_weights_to_int8(reference)  # parity below is checked against these weights
         storage = {"weights": "int8 conv weights (symmetric, per output channel), float32 elsewhere; computed in float32",
-                   "int8_fidelity": int8_fidelity(float_model, reference, labelled)}
+                   "int8_fidelity": earlier_int8_fidelity(checkpoint) or int8_fidelity(float_model, reference, labelled)}
 
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as tmp:
         stage = Path(tmp) / name

@@ -75,3 +75,26 @@ def test_int8_rounding_is_per_output_channel_and_close():
     torch.testing.assert_close(q, q.round(), atol=1e-4, rtol=0)  # integers
     assert q.abs().amax() <= 127.0001
     assert ((after - before).abs() <= scale.view(-1, 1, 1, 1) / 2 + 1e-7).all()  # rounded to the nearest step
+
+
+def test_reexporting_int8_weights_carries_the_fidelity_their_card_measured(tmp_path):
+    import json
+    import shutil
+
+    from export.build import earlier_int8_fidelity
+    from export.validate import ExportValidationError
+    from training.checkpoint import save_checkpoint
+    from zoo.registry import model_dir
+
+    installed = model_dir("resnet50-cifar8") / WEIGHTS_FILE
+    card = json.loads((installed.parent / "card.json").read_text())
+    carried = earlier_int8_fidelity(installed)
+    assert carried["argmax_agreement"] == card["provenance"]["export"]["storage"]["int8_fidelity"]["argmax_agreement"]
+    assert "first rounded" in carried["measured"]
+    alone = tmp_path / WEIGHTS_FILE  # the same int8 weights with no card to vouch for them
+    shutil.copyfile(installed, alone)
+    with pytest.raises(ExportValidationError, match="float32 checkpoint"):
+        earlier_int8_fidelity(alone)
+    float_checkpoint = tmp_path / "float.safetensors"
+    save_checkpoint(float_checkpoint, build("small-cnn", {"widths": [4, 8]}), {"name": "x"})
+    assert earlier_int8_fidelity(float_checkpoint) is None  # float weights: measured afresh at export

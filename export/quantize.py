@@ -194,7 +194,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(stage, target)
-        report["installed"] = str(target)
+        report["installed"] = variant  # its name: the report stays valid wherever the models folder is
     return report
 
 

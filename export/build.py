@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import tempfile
 from dataclasses import replace
@@ -16,6 +15,7 @@ from safetensors import safe_open
 from training.checkpoint import SCALE_SUFFIX, load_model, read_metadata
 from training.data import Split, load_split
 from zoo.card import InputSpec, ModelCard
+from zoo.errors import ModelFileError
 from zoo.registry import PACKAGE_MODELS
 from zoo.runtime import sha256_file
 
@@ -100,11 +100,13 @@ def earlier_int8_fidelity(checkpoint: Path) -> dict[str, Any] | None:
     with safe_open(str(checkpoint), framework="pt") as handle:
         if not any(key.endswith(SCALE_SUFFIX) for key in handle.keys()):
             return None
-    card_path = checkpoint.parent / "card.json"
-    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    described = card.get("files", {}).get(checkpoint.name, {}).get("sha256") == sha256_file(checkpoint)
-    fidelity = card.get("provenance", {}).get("export", {}).get("storage", {}).get("int8_fidelity")
-    if not (described and fidelity):
+    try:
+        card = ModelCard.read(checkpoint.parent)
+    except ModelFileError:
+        card = None
+    described = card is not None and card.files.get(checkpoint.name, {}).get("sha256") == sha256_file(checkpoint)
+    fidelity = card.provenance.get("export", {}).get("storage", {}).get("int8_fidelity") if described else None
+    if not fidelity:
         raise ExportValidationError(f"{checkpoint} holds int8-rounded weights but no card.json beside it describes "
                                     "this file with its int8 fidelity; export the float32 checkpoint they came from")
     return {**fidelity, "measured": "when these weights were first rounded from float32 (carried from the earlier card)"}

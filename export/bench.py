@@ -71,15 +71,20 @@ def random_feeds(card: ModelCard, batch: int, seed: int = 0) -> dict[str, np.nda
     return {spec.name: rng.integers(0, 256, (batch, spec.height, spec.width, 3), dtype=np.uint8) for spec in card.inputs}
 
 
-def matmul_ceiling(threads: int, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0) -> float:
-    """This machine's matmul rate in GFLOP/s (torch.mm of `dtype`, `threads` threads): the ceiling models are held to."""
+def matmul_ceiling(threads: int, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0,
+                   device: str = "cpu") -> float:
+    """This machine's matmul rate in GFLOP/s (torch.mm of `dtype`, `threads` CPU threads or a GPU): the ceiling
+    models are held to."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     torch.mm(a, b)
+    sync()
     calls, began = 0, time.perf_counter()
     while time.perf_counter() - began < seconds:
         torch.mm(a, b)
         calls += 1
+    sync()
     return 2 * size**3 * calls / (time.perf_counter() - began) / 1e9
 
 

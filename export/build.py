@@ -134,10 +134,11 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
     example = tuple(torch.from_numpy(feeds[graph_input][:2]) for graph_input in input_names)
     int8_scales, storage = {}, {"weights": "float32"}
     if meta["arch"] in INT8_WEIGHT_ARCHS:
-        float_model = copy.deepcopy(reference)
+        earlier = earlier_int8_fidelity(checkpoint)
+        float_model = None if earlier else copy.deepcopy(reference)  # a ResNet-50 copy only when it is compared
         int8_scales = round_conv_weights_to_int8(reference)  # parity below is checked against these weights
         storage = {"weights": "int8 conv weights (symmetric, per output channel), float32 elsewhere; computed in float32",
-                   "int8_fidelity": earlier_int8_fidelity(checkpoint) or int8_fidelity(float_model, reference, labelled)}
+                   "int8_fidelity": earlier or int8_fidelity(float_model, reference, labelled)}
 
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as tmp:
         stage = Path(tmp) / name

@@ -213,7 +213,7 @@ def build_card(meta: dict[str, Any], input_names: list[str], output_names: list[
             "data": meta["data"],
             "data_note": DATA_NOTES[meta["task"]] + (f" Classes used: {', '.join(recipe['classes'])}."
                                                      if recipe.get("classes") else ""),
-            **({"backbone": meta["backbone"]} if "backbone" in meta else {}),
+            **{key: meta[key] for key in ("backbone", "initialized_from") if key in meta},
             "architecture": {"arch": meta["arch"], "config": meta["config"]},
             "training": meta["training"],
             "code_version": meta.get("code_version"),

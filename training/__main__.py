@@ -1,4 +1,4 @@
-"""python -m training NAME|all [--data PATH|cifar10] [--epochs N] [--batch-size N] [--lr X] [--label-smoothing X] [--out runs] [--fresh]"""
+"""python -m training NAME|all [--data PATH|cifar10] [--epochs N] [--batch-size N] [--lr X] [--label-smoothing X] [--init FILE] [--out runs] [--fresh]"""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size (e.g. larger on a GPU)")
     parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     parser.add_argument("--label-smoothing", type=float, help="override the recipe's label smoothing")
+    parser.add_argument("--init", help="continue from these weights (a model.safetensors of the same network, e.g. "
+                                       "zoo/models/NAME/model.safetensors) instead of a random start")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where run folders go (default: runs/)")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an interrupted run")
     parser.add_argument("--limit", type=int, help="train on this many images only (smoke tests)")
@@ -32,8 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for name in RECIPES if args.name == "all" else [args.name]:
         recipe = RECIPES[name]
+        if args.init and (recipe.method or recipe.task != "image-classification"):
+            parser.error(f"--init continues a classifier's own training; {name} does not take it"
+                         + (" (use --backbone)" if recipe.method else ""))
         overrides = {k: v for k, v in (("data", args.data), ("epochs", args.epochs), ("batch_size", args.batch_size),
-                                       ("lr", args.lr), ("label_smoothing", args.label_smoothing)) if v is not None}
+                                       ("lr", args.lr), ("label_smoothing", args.label_smoothing), ("init", args.init))
+                     if v is not None}
         options = dict(out=args.out, resume=not args.fresh, limit=args.limit, device=args.device,
                        progress=not args.no_progress)
         if recipe.method:

@@ -61,6 +61,29 @@ def start_run(recipe: Recipe, out: Path, device: str, seed: int) -> tuple[torch.
     return dev, bf16_is_fast(dev), run_dir
 
 
+def warm_start(model: nn.Module, source: str) -> dict[str, Any]:
+    """Load `source` (a model.safetensors of this network: a run's or a zoo model's, int8-stored weights
+    included) into `model`, so that training continues from it; returns what it was, for the checkpoint."""
+    from zoo.runtime import sha256_file
+
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {source}: no such file; pass a model.safetensors, e.g. "
+                                f"zoo/models/NAME/model.safetensors or runs/NAME/model.safetensors")
+    meta = read_metadata(path)
+    try:
+        model.load_state_dict({k: v for k, v in load_tensors(path).items() if not k.startswith("optimizer.")})
+    except RuntimeError as error:
+        raise ValueError(f"--init {source}: its tensors do not fit this network ({meta.get('arch')} "
+                         f"{meta.get('config')}): {error}") from error
+    training = meta.get("training", {})
+    return {"source": str(path), "sha256": sha256_file(path), "name": meta.get("name"),
+            "code_version": meta.get("code_version"), "recipe": training.get("recipe"),
+            "epochs_done": training.get("epochs_done"), "seconds": training.get("seconds"),
+            "test_accuracy": meta.get("metrics", {}).get("test_accuracy"),
+            "initialized_from": meta.get("initialized_from")}  # the chain, when that run was continued too
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe, total_steps: int):
     """The recipe's optimizer (no weight decay on norms and biases) with a one-cycle schedule."""
     decay = [p for p in model.parameters() if p.ndim > 1]

@@ -27,6 +27,7 @@ class Recipe:
     demo: str = "cifar10"  # which tab of app.py shows the model
     classes: tuple[str, ...] = ()  # train on these classes of the data set only (all when empty)
     backbone: str = ""  # where a pretrained backbone comes from: a zoo training run, "imagenet" or a file
+    init: str = ""  # continue training from these weights (a model.safetensors of the same network), not from random
     method: dict[str, Any] = field(default_factory=dict)  # variant settings (triplet margin, mining, loss weights)
 
 

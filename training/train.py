@@ -17,7 +17,7 @@ from .checkpoint import save_checkpoint
 from .data import Split, load_split
 from .geometry import random_rotation_zoom, similarity_warp
 from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
-                   start_run, steps_per_epoch)
+                   start_run, steps_per_epoch, warm_start)
 from .nets import build
 from .recipes import Recipe
 
@@ -99,6 +99,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
     if config.get("deformable"):  # torchvision's kernel on GPU; on CPU the sampled form (bench_deform)
         config["deform_implementation"] = "torchvision" if dev.type == "cuda" else "sampled"
     model = build(recipe.arch, config).to(dev).to(memory_format=torch.channels_last)
+    origin = {"initialized_from": warm_start(model, recipe.init)} if recipe.init else {}
     net = distributed.wrap(model, world)
     per_epoch = steps_per_epoch(len(train_split), recipe.batch_size)
     optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
@@ -115,7 +116,7 @@ def train(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: 
 
     def meta_for(epochs_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return checkpoint_meta(recipe, model, list(train_split.classes), epochs_done, train_seconds, dev, bf16, seed,
-                               metrics, data_meta)
+                               metrics, data_meta, **origin)
 
     for epoch in range(start_epoch, recipe.epochs):
         model.train()

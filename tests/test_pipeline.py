@@ -103,3 +103,20 @@ def test_changer_train_export_load(cifar_root, tmp_path, monkeypatch):
         model.predict(photos[0])
     with pytest.raises(zoo.ImageError, match="missing an image"):
         model.predict_batch([(photos[0], None)])
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_the_schedule_runs_for_any_number_of_steps(name):
+    """One-cycle warm-up on short runs (--limit smoke tests): every step count gets a finite, positive rate."""
+    from training.loop import make_optimizer
+
+    model = torch.nn.Linear(4, 2)
+    for total in range(1, 41):
+        optimizer, schedule = make_optimizer(model, RECIPES[name], total)
+        rates = []
+        for _ in range(total):
+            optimizer.step()
+            rates.append(schedule.get_last_lr()[0])
+            schedule.step()
+        assert all(np.isfinite(rate) and rate > 0 for rate in rates), (total, rates)
+        assert max(rates) <= RECIPES[name].lr * (1 + 1e-6)

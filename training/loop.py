@@ -93,8 +93,13 @@ def make_optimizer(model: nn.Module, recipe: Recipe, total_steps: int):
         optimizer = torch.optim.AdamW(groups, lr=recipe.lr)
     else:
         optimizer = torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
+    # OneCycleLR divides by (warm-up steps - 1) and by the steps after the warm-up: a short run (a --limit
+    # smoke test) warms up for at least two steps and leaves at least one; the recipes' runs are unchanged.
+    warmup_steps = recipe.warmup * total_steps
+    if total_steps >= 3:
+        warmup_steps = min(max(warmup_steps, 2.0), total_steps - 1.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=total_steps,
-                                                   pct_start=recipe.warmup)
+                                                   pct_start=warmup_steps / total_steps)
     return optimizer, schedule
 
 

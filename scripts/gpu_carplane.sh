@@ -19,13 +19,19 @@ JOINT_EPOCHS=20
 train() { python -m training "$@" --data "$DATA" --device cuda --no-progress ${TRAIN_ARGS:-}; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-# 1. Probe: two short epochs (the first includes cuDNN's kernel search) time one epoch of 40,000 images.
+# 1. Probe: two short epochs (the first includes cuDNN's kernel search) time one epoch of the full split.
 train resnet50-cifar8 --epochs 2 --limit 10240 --batch-size 512 --lr 0.2 --label-smoothing 0 --out "$RUNS/probe" --fresh
-EPOCHS=$(python - "$RUNS/probe/resnet50-cifar8/model.safetensors" "$BUDGET" <<'PY'
+EPOCHS=$(python - "$RUNS/probe/resnet50-cifar8/model.safetensors" "$BUDGET" "$DATA" <<'PY'
 import sys
 from training.checkpoint import read_metadata
-history = read_metadata(sys.argv[1])["metrics"]["history"]
-epoch = (history[1]["seconds"] - history[0]["seconds"]) * 40_000 / 10_240 + 2.0  # + evaluation and checkpoint
+from training.data import load_split
+from training.recipes import RECIPES
+meta = read_metadata(sys.argv[1])
+history = meta["metrics"]["history"]
+recipe = RECIPES["resnet50-cifar8"]
+# The loader training counts with (cached by the probe): the full split's images against the probe's.
+images = len(load_split(sys.argv[3], "train", recipe.input_size).only(recipe.classes))
+epoch = (history[1]["seconds"] - history[0]["seconds"]) * images / meta["data"]["train_images"] + 2.0  # + eval, checkpoint
 print(max(20, min(80, int(float(sys.argv[2]) / epoch))))
 PY
 )

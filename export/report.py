@@ -10,6 +10,23 @@ def _pct(value: float | None) -> str:
     return f"{value:.2%}" if isinstance(value, (int, float)) else "–"
 
 
+def training_seconds(provenance: dict) -> float:
+    """All the training a model's weights had: its own run plus the runs it continued (`--init`), if any."""
+    seconds, origin = provenance.get("training", {}).get("seconds", 0), provenance.get("initialized_from")
+    while origin:
+        seconds, origin = seconds + (origin.get("seconds") or 0), origin.get("initialized_from")
+    return seconds
+
+
+def continued_from(origin: dict) -> str:
+    """One run a model's training continued, in words (the chain goes back to a random start)."""
+    recipe = origin.get("recipe") or {}
+    return (f"`{origin.get('name')}` ({origin.get('source')}, sha256 {str(origin.get('sha256'))[:12]}…, code "
+            f"{origin.get('code_version')}): {origin.get('epochs_done')} epochs, {(origin.get('seconds') or 0) / 60:.1f} "
+            f"min, test accuracy {_pct(origin.get('test_accuracy'))}; lr {recipe.get('lr')}, label smoothing "
+            f"{recipe.get('label_smoothing')}")
+
+
 def model_table() -> str:
     rows = ["| model | task | input | test accuracy | train accuracy | trained | files |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -19,7 +36,7 @@ def model_table() -> str:
         size = card.size_bytes / 1e6
         inputs = " + ".join(f"{s.height}×{s.width}" for s in card.inputs)
         rows.append(f"| `{name}` | {card.task} | {inputs} | {_pct(card.metrics.get('test_accuracy'))} | "
-                    f"{_pct(card.metrics.get('train_accuracy'))} | {training.get('seconds', 0) / 60:.1f} min, "
+                    f"{_pct(card.metrics.get('train_accuracy'))} | {training_seconds(card.provenance) / 60:.1f} min, "
                     f"{training.get('device', '?')} | {size:.1f} MB |")
     return "\n".join(rows)
 
@@ -107,8 +124,14 @@ def model_readme(card: zoo.ModelCard) -> str:
               f"- architecture: `{json.dumps(prov.get('architecture', {}))}`",
               f"- training: {training.get('seconds', 0) / 60:.1f} min on {training.get('device', '?')} "
               f"({training.get('precision', '?')}), torch {training.get('torch', '?')}, seed {training.get('seed', '?')}",
-              f"- recipe: `{json.dumps(training.get('recipe', {}))}`",
-              f"- code version: {prov.get('code_version')}",
+              f"- recipe: `{json.dumps(training.get('recipe', {}))}`"]
+    origin = prov.get("initialized_from")
+    while origin:  # --init: this run continued an earlier one's weights
+        lines.append(f"- continued from {continued_from(origin)}")
+        origin = origin.get("initialized_from")
+    if prov.get("initialized_from"):
+        lines.append(f"- training in all: {training_seconds(prov) / 60:.1f} min")
+    lines += [f"- code version: {prov.get('code_version')}",
               f"- export: {prov.get('export', {}).get('exporter')} exporter; parity with PyTorch: "
               f"`{json.dumps(prov.get('export', {}).get('parity', {}))}`"]
     if prov.get("backbone"):
@@ -147,7 +170,7 @@ def carplane_table() -> str:
                     f"{_pct(card.metrics.get('train_accuracy'))} | "
                     f"{before.get('silhouette_cosine', 0):.3f} → {after.get('silhouette_cosine', 0):.3f} | "
                     f"{_pct(before.get('nearest_centroid_accuracy'))} → {_pct(after.get('nearest_centroid_accuracy'))} | "
-                    f"{card.provenance.get('training', {}).get('seconds', 0) / 60:.1f} min |")
+                    f"{training_seconds(card.provenance) / 60:.1f} min |")
     return "\n".join(rows)
 
 

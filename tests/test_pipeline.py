@@ -120,3 +120,29 @@ def test_the_schedule_runs_for_any_number_of_steps(name):
             schedule.step()
         assert all(np.isfinite(rate) and rate > 0 for rate in rates), (total, rates)
         assert max(rates) <= RECIPES[name].lr * (1 + 1e-6)
+
+
+def test_init_continues_from_a_checkpoint_and_records_it(cifar_root, tmp_path):
+    """--init: training starts from the given weights (not from random) and the checkpoint names them."""
+    from training.loop import warm_start
+    from training.nets import build
+    from zoo.runtime import sha256_file
+
+    recipe = replace(RECIPES["cnn"], data=str(cifar_root), epochs=1, lr=0.02, robustness=False)
+    first = train(recipe, out=tmp_path / "first", limit=256, progress=False) / "model.safetensors"
+    # A learning rate too small to move anything: the continued run's weights are the ones it started from.
+    second = train(replace(recipe, lr=1e-12, init=str(first)), out=tmp_path / "second", limit=256,
+                   progress=False) / "model.safetensors"
+    before, after = load_model(first)[0].state_dict(), load_model(second)[0].state_dict()
+    for key, value in before.items():
+        if value.is_floating_point() and "running_" not in key:  # batch-norm statistics do move
+            torch.testing.assert_close(after[key], value, rtol=0, atol=1e-6)
+    origin = read_metadata(second)["initialized_from"]
+    assert origin["sha256"] == sha256_file(first) and origin["epochs_done"] == 1 and origin["name"] == "cnn"
+    assert "initialized_from" not in read_metadata(first)
+
+    other = build("small-cnn", {**RECIPES["cnn"].config, "widths": [8, 16], "num_classes": 10, "input_size": 32})
+    with pytest.raises(ValueError, match="do not fit this network"):
+        warm_start(other, str(first))
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        warm_start(other, str(tmp_path / "missing.safetensors"))

@@ -81,7 +81,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     # The backbone of the car/plane models, pretrained here because no machine can fetch ImageNet
     # weights: it never sees an airplane or an automobile. CIFAR images are upscaled to 64x64 (zoo's
-    # resize) so that the last stage still has a 2x2 map; measured ~65 img/s training on this CPU.
+    # resize) so that the last stage still has a 2x2 map. An epoch takes ~20 min in fp32 on a 2-core CPU
+    # without AVX512-BF16 (~35 img/s, measured), so from scratch this recipe is a GPU's or a long run's;
+    # the shipped weights continue an earlier run instead (--init; the card lists the chain).
     "resnet50-cifar8": Recipe(
         name="resnet50-cifar8",
         arch="resnet50",

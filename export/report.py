@@ -10,20 +10,27 @@ def _pct(value: float | None) -> str:
     return f"{value:.2%}" if isinstance(value, (int, float)) else "–"
 
 
-def training_seconds(provenance: dict) -> float:
-    """All the training a model's weights had: its own run plus the runs it continued (`--init`), if any."""
-    seconds, origin = provenance.get("training", {}).get("seconds", 0), provenance.get("initialized_from")
+def runs_continued(provenance: dict) -> list[dict]:
+    """The runs a model's training continued (`--init`), newest first; empty for a random start."""
+    chain, origin = [], provenance.get("initialized_from")
     while origin:
-        seconds, origin = seconds + (origin.get("seconds") or 0), origin.get("initialized_from")
-    return seconds
+        chain.append(origin)
+        origin = origin.get("initialized_from")
+    return chain
+
+
+def training_seconds(provenance: dict) -> float:
+    """All the training a model's weights had: its own run plus the runs it continued, if any."""
+    own = provenance.get("training", {}).get("seconds", 0)
+    return own + sum(origin.get("seconds") or 0 for origin in runs_continued(provenance))
 
 
 def continued_from(origin: dict) -> str:
     """One run a model's training continued, in words (the chain goes back to a random start)."""
     recipe = origin.get("recipe") or {}
     return (f"`{origin.get('name')}` ({origin.get('source')}, sha256 {str(origin.get('sha256'))[:12]}…, code "
-            f"{origin.get('code_version')}): {origin.get('epochs_done')} epochs, {(origin.get('seconds') or 0) / 60:.1f} "
-            f"min, test accuracy {_pct(origin.get('test_accuracy'))}; lr {recipe.get('lr')}, label smoothing "
+            f"{origin.get('code_version')}): {origin.get('epochs_done')} epochs, "
+            f"{(origin.get('seconds') or 0) / 60:.1f} min, test accuracy {_pct(origin.get('test_accuracy'))}; lr {recipe.get('lr')}, label smoothing "
             f"{recipe.get('label_smoothing')}")
 
 
@@ -125,11 +132,9 @@ def model_readme(card: zoo.ModelCard) -> str:
               f"- training: {training.get('seconds', 0) / 60:.1f} min on {training.get('device', '?')} "
               f"({training.get('precision', '?')}), torch {training.get('torch', '?')}, seed {training.get('seed', '?')}",
               f"- recipe: `{json.dumps(training.get('recipe', {}))}`"]
-    origin = prov.get("initialized_from")
-    while origin:  # --init: this run continued an earlier one's weights
-        lines.append(f"- continued from {continued_from(origin)}")
-        origin = origin.get("initialized_from")
-    if prov.get("initialized_from"):
+    chain = runs_continued(prov)
+    lines += [f"- continued from {continued_from(origin)}" for origin in chain]
+    if chain:
         lines.append(f"- training in all: {training_seconds(prov) / 60:.1f} min")
     lines += [f"- code version: {prov.get('code_version')}",
               f"- export: {prov.get('export', {}).get('exporter')} exporter; parity with PyTorch: "

@@ -205,7 +205,8 @@ def why_not(report: dict[str, Any]) -> list[str]:
     """The issue's bar for an int8 variant, as the reasons a measured one misses it (none: it ships)."""
     reasons = [f"{report[key]:.2f}x faster at batch {size} (needs {MIN_SPEEDUP}x)"
                for key, size in (("speedup_b1", 1), ("speedup_b64", 64)) if report[key] < MIN_SPEEDUP]
-    if report["accuracy_loss"] > MAX_ACCURACY_LOSS:
+    # Accuracies are counts over the test split: 0.937 - 0.934 (6 of 2,000) is 0.0030000000000000027 in floats.
+    if round(report["accuracy_loss"], 9) > MAX_ACCURACY_LOSS:
         reasons.append(f"loses {report['accuracy_loss']:.2%} of test accuracy (allowed {MAX_ACCURACY_LOSS:.1%})")
     return reasons
 

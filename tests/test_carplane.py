@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 import zoo
 from training.data import Split
 from training.nets import build
-from training.train_carplane import TripletDataset, batch_hard_triplet_loss, load_backbone
+from training.train_carplane import TripletDataset, augmented_embeddings, batch_hard_triplet_loss, load_backbone
 
 
 def labelled_split(labels: list[int], classes=("airplane", "automobile", "bird")) -> Split:
@@ -64,6 +64,38 @@ def test_triplet_dataset_yields_anchor_positive_negative():
         assert split.labels[positive[0, 0, 0]] == a_label and split.labels[negative[0, 0, 0]] != a_label
     again = TripletDataset(split, seed=0, epoch=3)
     assert np.array_equal(again.negative, dataset.negative)  # seeded: a resumed epoch sees the same triplets
+
+
+class PixelEmbedding(torch.nn.Module):
+    """Stands in for the backbone: the embedding is the image itself, so each cached view can be read back."""
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().flatten(1)
+
+
+def crops_and_flips(image: np.ndarray, padding: int) -> list[np.ndarray]:
+    """Every view the augmentation can draw of one HWC image: reflect-padded crops, mirrored or not."""
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)), mode="reflect")
+    h, w, _ = image.shape
+    crops = [padded[y:y + h, x:x + w] for y in range(2 * padding + 1) for x in range(2 * padding + 1)]
+    return crops + [crop[:, ::-1] for crop in crops]
+
+
+def test_head_cache_holds_the_mirror_then_augmented_views():
+    images = np.random.default_rng(0).integers(0, 256, (5, 6, 6, 3), dtype=np.uint8)
+    augmentation = {"crop_padding": 1, "flip": True}
+    cache = augmented_embeddings(PixelEmbedding(), images, 4, augmentation, torch.device("cpu"), seed=3)
+    assert cache.shape == (4 * 5, 6 * 6 * 3)
+    views = cache.view(4, 5, 6, 6, 3).numpy()
+    np.testing.assert_array_equal(views[0], images[:, :, ::-1])  # the first extra view is the mirror
+    for view in views[1:]:
+        for image, drawn in zip(images, view):
+            assert any(np.array_equal(drawn, candidate) for candidate in crops_and_flips(image, 1))
+    assert not all(np.array_equal(views[1], other) for other in views[2:])  # drawn anew for every view
+    again = augmented_embeddings(PixelEmbedding(), images, 4, augmentation, torch.device("cpu"), seed=3)
+    torch.testing.assert_close(cache, again)  # seeded: the same cache every run
+    with pytest.raises(ValueError, match="at least one extra view"):
+        augmented_embeddings(PixelEmbedding(), images, 0, augmentation, torch.device("cpu"), seed=3)
 
 
 def test_backbone_loads_from_a_checkpoint_or_a_torchvision_state_dict(tmp_path):

@@ -1,6 +1,7 @@
 """The car/plane classifiers (the report's Q1): a pretrained ResNet-50 and a one-logit head, three ways.
 
-- linear: the backbone frozen; its embeddings are computed once and the head trains on that cache.
+- linear: the backbone frozen; its embeddings (of every training image and of augmented views of it)
+  are computed once and the head trains on that cache.
 - triplet: the backbone fine-tuned with a triplet loss on (anchor, positive, negative) triplets,
   then frozen, and the head trained on the cached embeddings as above.
 - joint: triplet loss and binary cross-entropy minimised together in every labelled batch.
@@ -61,6 +62,24 @@ def embeddings(model: ResNet50, images: np.ndarray, device: torch.device, batch_
     model.eval()
     return torch.cat([model.embed(torch.as_tensor(images[i:i + batch_size]).to(device)).float().cpu()
                       for i in range(0, len(images), batch_size)])
+
+
+@torch.no_grad()
+def augmented_embeddings(model: ResNet50, images: np.ndarray, views: int, augmentation: dict[str, Any],
+                         device: torch.device, seed: int) -> Tensor:
+    """Embeddings of `views` extra views of every image, view after view: the mirror first, then random
+    crops and flips drawn per image with the fine-tuning's own augmentation.
+
+    A frozen backbone's head would otherwise see each training image in one pose only. Each view is
+    embedded as soon as it is drawn, so only one augmented copy of the images is held at a time.
+    """
+    if views < 1:
+        raise ValueError(f"the head's cache needs at least one extra view (the mirror), got views={views}")
+    generator = torch.Generator().manual_seed(seed)
+    cached = [embeddings(model, np.ascontiguousarray(images[:, :, ::-1]), device)]
+    for _ in range(views - 1):
+        cached.append(embeddings(model, augment(torch.as_tensor(images), generator, **augmentation).numpy(), device))
+    return torch.cat(cached)
 
 
 def batch_hard_triplet_loss(embedding: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor]:
@@ -273,12 +292,11 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
     model.requires_grad_(False).head.requires_grad_(True)
     train_features = embeddings(model, train_split.images, dev)
     test_features = before if kind == "linear" else embeddings(model, test_split.images, dev)  # frozen: unchanged
-    # The cache also holds every training image mirrored: the one augmentation a cache can keep.
-    mirrored = embeddings(model, np.ascontiguousarray(train_split.images[:, :, ::-1]), dev) \
-        if kind in ("linear", "triplet") else None
+    views = recipe.method["head"]["views"] if kind in ("linear", "triplet") else 0
+    extra = augmented_embeddings(model, train_split.images, views, recipe.augment, dev, seed) if views else None
     model.cpu()  # from here on only the head runs, on the cached embeddings (CPU tensors)
-    if mirrored is not None:
-        history += train_head(model, recipe, torch.cat([train_features, mirrored]), train_labels.repeat(2),
+    if extra is not None:
+        history += train_head(model, recipe, torch.cat([train_features, extra]), train_labels.repeat(1 + views),
                               test_features, test_labels, seed, len(history))
     seconds += time.time() - began
 

@@ -1,6 +1,7 @@
 """The car/plane variants: backbone loading, triplets, the losses, and a small train -> export -> zoo run."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -159,3 +160,24 @@ def test_carplane_train_export_load(mini_cifar, tmp_path, monkeypatch, cifar_ima
     proto = onnx.load(str(models / "carplane-joint" / "model.onnx"), load_external_data=False)
     assert sum(n.op_type == "DequantizeLinear" for n in proto.graph.node) == 53  # every conv of a ResNet-50
     assert (models / "carplane-joint" / "model.safetensors").stat().st_size < 30e6  # int8: ~24 MB, not ~94
+
+
+@pytest.mark.parametrize("variant", ["carplane-linear", "carplane-triplet"])
+def test_head_trains_on_the_cache_and_reports_the_plain_training_images(mini_cifar, tmp_path, variant):
+    """The head variants: its curve's last train figure is the card's, measured on the unaugmented images."""
+    from training.recipes import RECIPES
+    from training.train import train
+    from training.train_carplane import train_carplane
+
+    runs = tmp_path / "runs"
+    train(replace(RECIPES["resnet50-cifar8"], data=str(mini_cifar), epochs=1), out=runs, progress=False)
+    recipe = RECIPES[variant]
+    method = dict(recipe.method, head=dict(recipe.method["head"], epochs=2))
+    run_dir = train_carplane(replace(recipe, data=str(mini_cifar), epochs=min(recipe.epochs, 1), method=method),
+                             out=runs, progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    head = [entry for entry in metrics["history"] if entry["stage"] == "head"]
+    assert len(head) == 2
+    assert head[-1]["train_accuracy"] == pytest.approx(metrics["train_accuracy"])
+    assert head[-1]["train_bce"] == pytest.approx(metrics["train_loss"], rel=1e-5)
+    assert head[-1]["test_accuracy"] == pytest.approx(metrics["test_accuracy"])

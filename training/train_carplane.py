@@ -207,22 +207,28 @@ def held_out_losses(model: ResNet50, images: Tensor, labels: Tensor, margin: flo
             "test_accuracy": float((logits.argmax(1) == labels).float().mean())}
 
 
-def train_head(model: ResNet50, recipe: Recipe, train_features: Tensor, train_labels: Tensor,
+def train_head(model: ResNet50, recipe: Recipe, train_features: Tensor, train_labels: Tensor, extra_views: Tensor,
                test_features: Tensor, test_labels: Tensor, seed: int, first_epoch: int) -> list[dict[str, Any]]:
-    """The head alone on cached embeddings: no backbone forward per epoch."""
+    """The head alone on cached embeddings: no backbone forward per epoch.
+
+    It trains on the training images and their `extra_views` (augmented_embeddings); the per-epoch
+    train figures are on the plain training images, as the card's train accuracy is.
+    """
     head_recipe = recipe.method["head"]
     generator = torch.Generator().manual_seed(seed)
     batch = head_recipe["batch_size"]
-    per_epoch = steps_per_epoch(len(train_labels), batch)
+    cache = torch.cat([train_features, extra_views])
+    cache_labels = train_labels.repeat(len(cache) // len(train_labels))
+    per_epoch = steps_per_epoch(len(cache_labels), batch)
     optimizer = torch.optim.AdamW(model.head.parameters(), lr=head_recipe["lr"], weight_decay=head_recipe["weight_decay"])
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, head_recipe["epochs"] * per_epoch)
     history = []
     for epoch in range(head_recipe["epochs"]):
         model.head.train()
-        order = torch.randperm(len(train_labels), generator=generator)
+        order = torch.randperm(len(cache_labels), generator=generator)
         for step in range(per_epoch):
             index = order[step * batch:(step + 1) * batch]
-            loss = F.cross_entropy(model.classify(train_features[index]), train_labels[index])
+            loss = F.cross_entropy(model.classify(cache[index]), cache_labels[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -296,8 +302,8 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
     extra = augmented_embeddings(model, train_split.images, views, recipe.augment, dev, seed) if views else None
     model.cpu()  # from here on only the head runs, on the cached embeddings (CPU tensors)
     if extra is not None:
-        history += train_head(model, recipe, torch.cat([train_features, extra]), train_labels.repeat(1 + views),
-                              test_features, test_labels, seed, len(history))
+        history += train_head(model, recipe, train_features, train_labels, extra, test_features, test_labels, seed,
+                              len(history))
     seconds += time.time() - began
 
     with torch.no_grad():

@@ -298,8 +298,8 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
     model.requires_grad_(False).head.requires_grad_(True)
     train_features = embeddings(model, train_split.images, dev)
     test_features = before if kind == "linear" else embeddings(model, test_split.images, dev)  # frozen: unchanged
-    views = recipe.method["head"]["views"] if kind in ("linear", "triplet") else 0
-    extra = augmented_embeddings(model, train_split.images, views, recipe.augment, dev, seed) if views else None
+    extra = augmented_embeddings(model, train_split.images, recipe.method["head"]["views"], recipe.augment, dev, seed) \
+        if kind in ("linear", "triplet") else None  # joint trained its head with the backbone
     model.cpu()  # from here on only the head runs, on the cached embeddings (CPU tensors)
     if extra is not None:
         history += train_head(model, recipe, train_features, train_labels, extra, test_features, test_labels, seed,

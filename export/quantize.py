@@ -28,7 +28,7 @@ from zoo.errors import ZooError
 from zoo.registry import PACKAGE_MODELS, model_dir
 from zoo.runtime import CARD_DIGEST_KEY, onnx_metadata, session_options
 
-from .bench import interleaved
+from .bench import cpu_name, interleaved
 from .build import file_hashes, labelled_split
 from .onnx_export import op_types, save, set_metadata
 from .report import model_readme
@@ -179,6 +179,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
             "speedup_b1": timing["float32"]["ms_b1"] / timing["int8"]["ms_b1"],
             "speedup_b64": timing["int8"]["ips_b64"] / timing["float32"]["ips_b64"],
             "int8_bytes": sum(path.stat().st_size for path in stage.iterdir()),
+            "cpu": cpu_name(),
         }
         report["accuracy_loss"] = report["float32_test_accuracy"] - report["int8_test_accuracy"]
         shortfalls = why_not(report)

@@ -152,7 +152,8 @@ def model_readme(card: zoo.ModelCard) -> str:
         lines.append(f"- quantized from `{q['source']}` ({q['method']}; {q['calibration_inputs']} training inputs): "
                      f"test accuracy {_pct(q['int8_test_accuracy'])} against {_pct(q['float32_test_accuracy'])}, "
                      f"{q['speedup_b1']:.2f}x faster at batch 1 and {q['speedup_b64']:.2f}x at batch 64 "
-                     f"(onnxruntime {q['onnxruntime']}, measured when it was built)")
+                     f"(onnxruntime {q['onnxruntime']}, measured when it was built"
+                     + (f", on {q['cpu']})" if "cpu" in q else ")"))
     lines.append("")
     for title, plot in card.plots.items():
         lines += [f"![{title}]({plot})", ""]

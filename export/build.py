@@ -22,7 +22,7 @@ from zoo.runtime import sha256_file
 from .deform_onnx import DEFORM_OPSET
 from .offsets import OFFSETS_FILE, write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
-from .report import model_readme
+from .report import file_hash, model_readme
 from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
 from .weights import StoredWeights, round_conv_weights_to_int8
@@ -189,7 +189,7 @@ def _version(meta: dict[str, Any]) -> str:
 
 def file_hashes(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file under `folder`, by relative path."""
-    return {path.relative_to(folder).as_posix(): {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return {path.relative_to(folder).as_posix(): file_hash(path)
             for path in sorted(p for p in folder.rglob("*") if p.is_file())}
 
 

@@ -1,9 +1,19 @@
-"""python -m export.report: the README's table of shipped models, from their cards."""
+"""python -m export.report: the README's tables of shipped models, from their cards;
+   python -m export.report --readmes: every model's README.md re-rendered from its card."""
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import zoo
+from zoo.runtime import sha256_file
+
+
+def file_hash(path: Path) -> dict[str, object]:
+    """The card's entry for one file: its sha256 and size."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 def _pct(value: float | None) -> str:
@@ -83,6 +93,82 @@ OUTPUT_NOTES = {
 }
 
 
+#: The README's example, per task: plain onnxruntime + Pillow + numpy on the file `zoo export-onnx` writes.
+EXAMPLE_CODE = {
+    "image-classification": """\
+import json
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+session = ort.InferenceSession("{file}")
+labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
+image = ImageOps.exif_transpose(Image.open("photo.jpg")).convert("RGB")
+image = ImageOps.fit(image, ({width}, {height}), method=Image.Resampling.BILINEAR)  # cover, then cut the centre
+logits = session.run(None, {{"{input}": np.asarray(image, dtype=np.uint8)[None]}})[0]
+probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+probs /= probs.sum(axis=1, keepdims=True)
+print(labels[int(probs[0].argmax())], float(probs[0].max()))
+""",
+    "change-detection": """\
+import json
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+
+def model_input(path):
+    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    image = ImageOps.fit(image, ({width}, {height}), method=Image.Resampling.BILINEAR)  # cover, then cut the centre
+    return np.asarray(image, dtype=np.uint8)[None]
+
+
+session = ort.InferenceSession("{file}")
+labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
+class_probs, change_probs, params = session.run(None, {{"{input}": model_input("a.jpg"), "{input_b}": model_input("b.jpg")}})
+print(labels[int(class_probs[0].argmax())], float(class_probs[0].max()))
+print(dict(zip(["displacement", "rotation", "scaling"], change_probs[0].tolist())))
+print(dict(zip(["shift_x", "shift_y", "angle", "scale"], params[0].tolist())))
+""",
+}
+
+
+def without_zoo(card: zoo.ModelCard) -> list[str]:
+    """The README section "Use it without zoo": the self-contained file, its input, output and an example."""
+    spec = card.inputs[0]
+    portable = "model-portable.onnx" in card.files
+    file = f"{card.name}-portable.onnx" if portable else f"{card.name}.onnx"
+    command = f"zoo export-onnx {card.name} {file}" + (" --portable" if portable else "")
+    lines = ["## Use it without zoo", "",
+             f"Take the one-file ONNX model that `{command}` writes: the weights are inside it, and its "
+             "`metadata_props` carry `labels`, `input` (height, width, layout, dtype, resize rule), `name`, `task` "
+             "and `version`. Any ONNX runtime or tool reads it from wherever it is copied. (`model.onnx` in this folder "
+             "reads its weights from `model.safetensors` as ONNX external data, which the onnx package refuses "
+             "behind a symbolic link or a hard link, as in the Hugging Face Hub cache or a uv install.)"]
+    if portable:
+        lines += ["", f"`--portable` writes the graph with its deformable convolutions as GridSample + MatMul, which "
+                      "every runtime implements. Without it, `zoo export-onnx` writes the graph with ONNX `DeformConv` "
+                      "(opset 19), which onnxruntime runs and OpenVINO cannot convert; both give the same "
+                      "predictions (parity figures below)."]
+    if card.name.endswith("-int8"):
+        lines += ["", "The graph is quantized (QDQ: QuantizeLinear/DequantizeLinear around each quantized op); runtimes "
+                      "with int8 kernels run it in int8, others in float as the standard defines."]
+    lines += ["",
+              *(f"- input `{s.name}`: uint8, NHWC, shape (N, {s.height}, {s.width}, 3), RGB; N is dynamic." for s in card.inputs),
+              f"- an image becomes that input: decode it, turn it upright (EXIF) and to RGB, scale it (bilinear, "
+              f"antialiased) so that it covers {spec.width}×{spec.height} keeping its aspect ratio, and cut the centre "
+              f"(`{spec.resize}`). Scaling to [0, 1] and normalisation are inside the graph.",
+              f"- outputs: {OUTPUT_NOTES[card.task].split(' zoo returns')[0].split(' Postprocessing')[0]}",
+              f"- labels, in the order of the scores: {', '.join(card.labels)}.", "",
+              "```python",
+              EXAMPLE_CODE[card.task].format(file=file, width=spec.width, height=spec.height, input=spec.name,
+                                             input_b=card.inputs[-1].name).rstrip(),
+              "```", ""]
+    return lines
+
+
 def model_readme(card: zoo.ModelCard) -> str:
     """The human-readable model card (ONNX Model Zoo style), rendered from card.json's contents."""
     m, prov = card.metrics, card.provenance
@@ -155,6 +241,7 @@ def model_readme(card: zoo.ModelCard) -> str:
                      f"(onnxruntime {q['onnxruntime']}, measured when it was built"
                      + (f", on {q['cpu']})" if "cpu" in q else ")"))
     lines.append("")
+    lines += without_zoo(card)
     for title, plot in card.plots.items():
         lines += [f"![{title}]({plot})", ""]
     lines += ["## Files", "", "sha256 and sizes of every file are in `card.json` and checked by `zoo.load`."]
@@ -180,7 +267,22 @@ def carplane_table() -> str:
     return "\n".join(rows)
 
 
+def refresh_readme(folder: Path) -> None:
+    """Re-render a model's README.md from its card and record the README's new hash in the card.
+
+    Only `files` changes in the card, which the digest that model.onnx carries leaves out.
+    """
+    card = zoo.ModelCard.read(folder)
+    (folder / "README.md").write_text(model_readme(card))
+    replace(card, files={**card.files, "README.md": file_hash(folder / "README.md")}).write(folder)
+
+
 if __name__ == "__main__":
-    for table in (model_table(), robustness_table(), carplane_table()):
-        if table:
-            print(table + "\n")
+    if sys.argv[1:] == ["--readmes"]:
+        for name in zoo.list():
+            refresh_readme(zoo.models_root() / name)
+            print(f"{name}: README.md re-rendered from card.json")
+    else:
+        for table in (model_table(), robustness_table(), carplane_table()):
+            if table:
+                print(table + "\n")

@@ -1,9 +1,9 @@
 """python -m export triton OUTDIR: the zoo as a Triton Inference Server model repository.
 
 One folder per model in `zoo.list()`: `config.pbtxt` (onnxruntime backend, dynamic batching, the
-graph's own input and output names, dtypes and per-item dims) and `1/model.onnx` with the
-`model.safetensors` its weights point into (ONNX external data must sit beside the graph);
-`labels.txt` names the classes the first output scores (Triton's classification extension).
+graph's own input and output names, dtypes and per-item dims) and `1/model.onnx`, the model as one
+self-contained file (`zoo.save_onnx`, the portable form where a model has one), so the repository can be
+copied anywhere; `labels.txt` names the classes the first output scores (Triton's classification extension).
 """
 from __future__ import annotations
 
@@ -25,8 +25,7 @@ LABELS_FILE = "labels.txt"
 #: ONNX tensor element types (onnx.TensorProto) as Triton data types.
 TRITON_TYPES = {onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT: "TYPE_FP32",
                 onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
-#: Files of a model folder that the graph needs at run time.
-GRAPH_FILES = ("model.onnx", "model.safetensors")
+GRAPH_FILE = "model.onnx"
 
 
 class TritonExportError(zoo.ZooError):
@@ -76,11 +75,10 @@ def write_repository(out: Path, names: Sequence[str] | None = None) -> list[Path
         if target.exists():
             shutil.rmtree(target)
         (target / VERSION).mkdir(parents=True)
-        for filename in GRAPH_FILES:
-            shutil.copyfile(source / filename, target / VERSION / filename)
+        graph_file = zoo.save_onnx(name, target / VERSION / GRAPH_FILE, portable=True)
         # Every model's first output scores its labels (logits, the changer's class_probs).
         (target / LABELS_FILE).write_text("\n".join(card.labels) + "\n")
-        graph = onnx.load(str(source / "model.onnx"), load_external_data=False).graph
+        graph = onnx.load(str(graph_file)).graph
         (target / "config.pbtxt").write_text(model_config(name, graph, LABELS_FILE))
         written.append(target)
     return written

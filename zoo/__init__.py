@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .card import InputSpec, ModelCard
 from .errors import DeviceError, ImageError, ModelFileError, UnknownModelError, ZooError
-from .model import Model, Prediction, load
+from .model import Model, Prediction, load, save_onnx
 from .registry import list_models as list
 from .registry import models_root
 
@@ -26,6 +26,7 @@ __all__ = [
     "list",
     "load",
     "models_root",
+    "save_onnx",
 ]
 __version__ = "0.1.0"
 

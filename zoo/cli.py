@@ -1,4 +1,4 @@
-"""The `zoo` command: list, info and predict, with clear messages and exit codes."""
+"""The `zoo` command: list, info, predict and export-onnx, with clear messages and exit codes."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ import sys
 
 from . import card as read_card
 from .errors import ZooError
-from .model import Prediction, load
+from .model import Prediction, load, save_onnx
 from .registry import list_models, models_root
 
 EXIT_ERROR = 1  # argparse exits 2 on usage errors
@@ -64,6 +64,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    path = save_onnx(args.name, args.out, portable=args.portable)
+    print(path)
+    return 0
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -86,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--top", type=positive, default=5, metavar="N", help="how many labels to show (default 5)")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     predict.set_defaults(run=cmd_predict)
+    export = sub.add_parser("export-onnx", help="write a model as one self-contained ONNX file, for any runtime",
+                            description="Write model NAME as one ONNX file with its weights inside and its labels, "
+                                        "input layout and resize rule in metadata_props; prints the path written.")
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("out", metavar="OUT", help="the .onnx file to write (replaced), or a folder to write NAME.onnx in")
+    export.add_argument("--portable", action="store_true",
+                        help="only ops every common runtime implements (deformable-cnn: no DeformConv)")
+    export.set_defaults(run=cmd_export_onnx)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .card import ModelCard
-from .errors import ImageError, ZooError
+from .errors import ImageError, ModelFileError, ZooError
+from .onnxfile import self_contained
 from .preprocess import ImageInput, prepare
 from .registry import model_dir
-from .runtime import create_session, onnx_metadata, verify_card, verify_files
+from .runtime import GRAPH_FILE, PORTABLE_GRAPH_FILE, create_session, onnx_metadata, verify_card, verify_files
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
@@ -78,12 +80,8 @@ class Model:
     """A shipped model, loaded with its card, its files verified, on the chosen device."""
 
     def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
-        self.folder = model_dir(name)
-        self.card = ModelCard.read(self.folder)
-        verify_files(self.folder, self.card)
-        # The card is checked against the graph before it configures a session or its task is trusted.
-        verify_card(self.folder, self.card, onnx_metadata(self.folder / "model.onnx"))
-        self.session, self.device = create_session(self.folder / "model.onnx", device, threads,
+        self.folder, self.card = verified(name)
+        self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
                                                    self.card.extra.get("session_config", {}))
         if self.card.task not in POSTPROCESS:
             raise ZooError(
@@ -147,6 +145,42 @@ class Model:
         if any(image is None for image in item):
             raise ImageError(f"item {index} is missing an image: {self.name!r} needs {n_inputs} images.")
         return tuple(item)
+
+
+def verified(name: str) -> tuple[Path, ModelCard]:
+    """Model `name`'s folder and card, every file checked against the card and the card against the graph."""
+    folder = model_dir(name)
+    card = ModelCard.read(folder)
+    verify_files(folder, card)
+    # The card is checked against the graph before it configures a session or its task is trusted.
+    verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
+    return folder, card
+
+
+def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) -> Path:
+    """Write model `name` as one self-contained ONNX file, for any ONNX runtime or tool; returns its path.
+
+    The weights are inside the file, and its metadata_props carry the labels, the input layout and the
+    resize rule. `portable`: the form with only ops that every common runtime implements (deformable-cnn's
+    DeformConv as GridSample + MatMul); a model whose graph has no such op writes the same file either way.
+    `out` may be a folder: the file is then `out/NAME.onnx` (`NAME-portable.onnx` for the portable form).
+    """
+    folder, card = verified(name)
+    graph = PORTABLE_GRAPH_FILE if portable and PORTABLE_GRAPH_FILE in card.files else GRAPH_FILE
+    target = Path(out)
+    if target.is_dir():
+        target = target / f"{name}{'-portable' if portable else ''}.onnx"
+    if not target.parent.is_dir():
+        raise ZooError(f"cannot write {target}: the folder {target.parent} does not exist; create it first.")
+    data = self_contained(folder / graph)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)  # readers never see half a file
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ModelFileError(f"cannot write {target}: {exc}") from None
+    return target
 
 
 def load(name: str, device: str = "auto", threads: int = 0) -> Model:

@@ -4,18 +4,23 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import onnxruntime as ort
 
 from .card import CARD_FILE, ModelCard, render_card
 from .errors import DeviceError, ModelFileError
+from . import onnxfile
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-#: Files whose sha256 every card must record: the graph and its weights (the graph's external data, for large models).
-REQUIRED_FILES = ("model.onnx", "model.safetensors")
+GRAPH_FILE = "model.onnx"
+#: The graph with standard ops that every common runtime implements, where GRAPH_FILE uses one that some lack.
+PORTABLE_GRAPH_FILE = "model-portable.onnx"
+WEIGHTS_FILE = "model.safetensors"
+#: Files whose sha256 every card must record: the graph and its weights (the graph's external data).
+REQUIRED_FILES = (GRAPH_FILE, WEIGHTS_FILE)
 #: metadata_props key of model.onnx holding `card_digest` of the card it was exported with.
 CARD_DIGEST_KEY = "card_sha256"
 #: Why CUDA failed in this process, once it has; later loads go straight to the CPU.
@@ -73,48 +78,9 @@ def onnx_metadata(path: Path) -> dict[str, str]:
     Lets the card be checked against the graph before the card configures an onnxruntime session.
     """
     try:
-        entries = (_protobuf_fields(value) for number, value in _protobuf_fields(memoryview(path.read_bytes()))
-                   if number == _METADATA_PROPS)
-        return {bytes(fields.get(1, b"")).decode(): bytes(fields.get(2, b"")).decode()
-                for fields in (dict(entry) for entry in entries)}
-    except (IndexError, ValueError, TypeError) as exc:
+        return onnxfile.metadata(path.read_bytes())
+    except (IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is not a readable ONNX file ({exc}); re-export the model.") from None
-
-
-#: ModelProto's field number of metadata_props (onnx.proto), each a StringStringEntryProto {key = 1, value = 2}.
-_METADATA_PROPS = 14
-
-
-def _protobuf_fields(buffer: memoryview) -> Iterator[tuple[int, memoryview | int]]:
-    """(field number, value) of each top-level field of a serialized protobuf message."""
-    position = 0
-    while position < len(buffer):
-        tag, position = _varint(buffer, position)
-        number, wire_type = tag >> 3, tag & 7
-        if wire_type == 0:
-            value, position = _varint(buffer, position)
-        elif wire_type == 2:
-            length, position = _varint(buffer, position)
-            value, position = buffer[position:position + length], position + length
-        elif wire_type in (1, 5):
-            width = 8 if wire_type == 1 else 4
-            value, position = buffer[position:position + width], position + width
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type}")
-        if position > len(buffer):
-            raise ValueError("a field runs past the end of the file")
-        yield number, value
-
-
-def _varint(buffer: memoryview, position: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buffer[position]
-        value |= (byte & 0x7F) << shift
-        position += 1
-        if byte < 0x80:
-            return value, position
-        shift += 7
 
 
 def card_digest(card: Mapping[str, Any]) -> str:
@@ -200,12 +166,14 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0,
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {DEVICES}.")
     options = session_options(threads, config)
+    # The graph with its weights inside: loads the same from a symlinked (Hub cache) or hard-linked install.
+    model = onnxfile.self_contained(model_path)
     if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:
         # onnxruntime-gpu lists CUDA even where its libraries are missing; a failed attempt is
         # handled here (fallback or DeviceError), so its log lines would only be noise.
         ort.set_default_logger_severity(4)
         try:
-            session = ort.InferenceSession(str(model_path), options, providers=[CUDA, CPU])
+            session = ort.InferenceSession(model, options, providers=[CUDA, CPU])
             if session.get_providers()[0] == CUDA:
                 return session, "cuda"
             _cuda_failed.append("onnxruntime fell back to the CPU provider")
@@ -219,6 +187,6 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0,
             "CUDA/cuDNN, or use device='auto' or 'cpu'."
         )
     try:
-        return ort.InferenceSession(str(model_path), options, providers=[CPU]), "cpu"
+        return ort.InferenceSession(model, options, providers=[CPU]), "cpu"
     except Exception as exc:
         raise ModelFileError(f"{model_path} cannot be loaded by onnxruntime: {exc}") from None

@@ -1,0 +1,106 @@
+"""python -m export.runtimes [--json FILE]: every model's self-contained ONNX file in other runtimes.
+
+For each model, the file `zoo export-onnx` writes (the portable form where there is one) runs its test
+vectors in onnxruntime, OpenVINO with an f32 precision hint and OpenVINO with its defaults (bf16 on CPUs
+with AVX512-BF16 or AMX); the int8 variants also run their whole test split in each. Prints a markdown
+table: the largest probability difference from the shipped test vectors, and test accuracies.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+import zoo
+
+from .bench import cpu_name
+
+RUNTIMES = ("onnxruntime", "openvino f32", "openvino default")
+
+
+def runners(path: Path) -> dict[str, Callable[[dict[str, np.ndarray]], list[np.ndarray]]]:
+    """Each runtime's `feeds -> outputs` on the file at `path`."""
+    import openvino
+
+    core = openvino.Core()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    compiled = {"openvino f32": core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
+                "openvino default": core.compile_model(str(path), "CPU")}
+
+    def openvino_run(model: Any) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+        return lambda feeds: [model(feeds)[output] for output in model.outputs]
+
+    return {"onnxruntime": lambda feeds: session.run(None, feeds),
+            **{name: openvino_run(model) for name, model in compiled.items()}}
+
+
+def probabilities(task: str, outputs: list[np.ndarray]) -> np.ndarray:
+    """The scores as probabilities: a classifier's softmax, the changer's class probabilities."""
+    first = outputs[0].astype(np.float64)
+    if task != "image-classification":
+        return first
+    exp = np.exp(first - first.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def measure(name: str, folder: Path) -> dict[str, Any]:
+    card = zoo.card(name)
+    portable = "model-portable.onnx" in card.files
+    path = zoo.save_onnx(name, folder / f"{name}.onnx", portable=portable)
+    vectors = zoo.models_root() / name / "test_data_set_0"
+    feeds = {spec.name: numpy_helper.to_array(onnx.load_tensor(str(vectors / f"input_{k}.pb")))
+             for k, spec in enumerate(card.inputs)}
+    expected = probabilities(card.task, [numpy_helper.to_array(onnx.load_tensor(str(vectors / "output_0.pb")))])
+    report: dict[str, Any] = {"file": path.name, "bytes": path.stat().st_size}
+    runs = runners(path)
+    for runtime, run in runs.items():
+        got = probabilities(card.task, run(feeds))
+        report[runtime] = {"max_abs_probability_diff": float(np.abs(got - expected).max()),
+                           "same_top_class": bool((got.argmax(1) == expected.argmax(1)).all())}
+    if name.endswith("-int8"):
+        from .quantize import batches, labelled_inputs
+
+        split, truth = labelled_inputs(card, "test", None, seed=0)
+        for runtime, run in runs.items():
+            predicted = np.concatenate([run(batch)[0].argmax(1) for batch in batches(split)])
+            report[runtime]["test_accuracy"] = float((predicted == truth).mean())
+    return report
+
+
+def table(reports: dict[str, dict[str, Any]]) -> str:
+    rows = ["| model | file | " + " | ".join(RUNTIMES) + " |", "| --- | --- | " + " | ".join("---" for _ in RUNTIMES) + " |"]
+    for name, report in reports.items():
+        cells = []
+        for runtime in RUNTIMES:
+            result = report[runtime]
+            cell = f"{result['max_abs_probability_diff']:.1e}" + ("" if result["same_top_class"] else " (top class differs)")
+            if "test_accuracy" in result:
+                cell += f"; test {result['test_accuracy']:.2%}"
+            cells.append(cell)
+        rows.append(f"| `{name}` | `{report['file']}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m export.runtimes", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        reports = {name: measure(name, Path(tmp)) for name in zoo.list()}
+    print(table(reports))
+    if args.json:
+        import openvino
+
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "onnxruntime": ort.__version__,
+                                         "openvino": openvino.__version__, "models": reports}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

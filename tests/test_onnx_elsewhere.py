@@ -336,7 +336,8 @@ def _graph_reading(tmp_path: Path, location: str, offset: int, length: int) -> P
     value = lambda name: onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [4])  # noqa: E731
     graph = onnx.helper.make_graph([node], "g", [value("x")], [value("y")], [weight])
     path = tmp_path / "model.onnx"
-    path.write_bytes(onnx.helper.make_model(graph).SerializeToString())
+    model = onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 19)])
+    path.write_bytes(model.SerializeToString())
     (tmp_path / "weights.bin").write_bytes(b"\0" * 8 + np.arange(4, dtype=np.float32).tobytes())
     return path
 

@@ -32,11 +32,11 @@ from zoo.runtime import session_options
 #: A function that runs one batch of feeds (graph input name -> uint8 NHWC array) to completion.
 Runner = Callable[[dict[str, np.ndarray]], Any]
 BATCH = 64
-#: The issue's goals, checked per model in the JSON (`goals`).
+#: The performance goals, checked per model in the JSON (`goals`).
 MIN_SPEEDUP_B1, MIN_SPEEDUP_B64 = 3.0, 2.0
 MAX_BEHIND_OPENVINO = 0.10
 MIN_END_TO_END_SHARE = 0.75
-#: Cold-start limits in seconds: the issue's 2 s for a ResNet-50 (by architecture), 0.3 s for the small models.
+#: Cold-start limits in seconds: 2 s for a ResNet-50 (by architecture), 0.3 s for the small models.
 COLD_START_LIMIT_S = {"resnet50": 2.0}
 SMALL_MODEL_COLD_START_S = 0.3
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg" / "test"
@@ -355,7 +355,7 @@ def bench_model(name: str, args: argparse.Namespace, ceiling: float, scratch: Pa
 
 
 def ratios(row: dict[str, Any]) -> dict[str, Any]:
-    """Speed-ups of zoo's session over each engine, and the issue's goals as booleans (None: not measured)."""
+    """Speed-ups of zoo's session over each engine, and the performance goals as booleans (None: not measured)."""
     out: dict[str, Any] = {}
     for engine in ("torch", "torch_sampled", "compile", "openvino"):
         if f"{engine}_ms_b1" in row:

@@ -17,12 +17,12 @@ from training.data import Split, load_split
 from zoo.card import InputSpec, ModelCard
 from zoo.errors import ModelFileError
 from zoo.registry import PACKAGE_MODELS
-from zoo.runtime import sha256_file
+from zoo.runtime import PORTABLE_GRAPH_FILE, file_entry, sha256_file
 
 from .deform_onnx import DEFORM_OPSET
 from .offsets import OFFSETS_FILE, write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
-from .report import file_hash, model_readme
+from .report import model_readme
 from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
 from .weights import StoredWeights, round_conv_weights_to_int8
@@ -146,7 +146,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         weights = StoredWeights.write(reference.state_dict(), stage, int8_scales, metadata=meta)
         forms = {"model.onnx": "torchvision"}
         if portable and has_deformable(meta):
-            forms["model-portable.onnx"] = "sampled"
+            forms[PORTABLE_GRAPH_FILE] = "sampled"
         parity: dict[str, Any] = {}
         graph_ops: dict[str, list[str]] = {}
         for filename, implementation in forms.items():
@@ -189,7 +189,7 @@ def _version(meta: dict[str, Any]) -> str:
 
 def file_hashes(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file under `folder`, by relative path."""
-    return {path.relative_to(folder).as_posix(): file_hash(path)
+    return {path.relative_to(folder).as_posix(): file_entry(path)
             for path in sorted(p for p in folder.rglob("*") if p.is_file())}
 
 

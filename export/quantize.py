@@ -134,16 +134,22 @@ def quantize(float_model: onnx.ModelProto, calibration: dict[str, np.ndarray], o
     return proto
 
 
+def consumers_of(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes that read each tensor, by tensor name."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def head_nodes(proto: onnx.ModelProto) -> list[str]:
     """Names of the fully connected heads (Gemm, MatMul) and every node after them: they stay float.
 
     A head is a sliver of the compute, and quantized logits (one step was 0.1 in carplane-linear-int8) let
     runtimes that round a value differently move a probability by several hundredths.
     """
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(proto.graph)
     found, queue = {}, [node for node in proto.graph.node if node.op_type in ("Gemm", "MatMul")]
     while queue:
         node = queue.pop()
@@ -161,10 +167,7 @@ def float_max_pool_inputs(proto: onnx.ModelProto) -> None:
     gave 96.05%; without it, OpenVINO gives 95.8% and onnxruntime's accuracy is unchanged.
     """
     graph = proto.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = consumers_of(graph)
     quantizers = {node.output[0]: node for node in graph.node if node.op_type == "QuantizeLinear"}
     bypass, removed = {}, set()
     for node in graph.node:
@@ -257,7 +260,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
 
 
 def why_not(report: dict[str, Any]) -> list[str]:
-    """The issue's bar for an int8 variant, as the reasons a measured one misses it (none: it ships)."""
+    """The bar an int8 variant must clear, as the reasons a measured one misses it (none: it ships)."""
     reasons = [f"{report[key]:.2f}x faster at batch {size} (needs {MIN_SPEEDUP}x)"
                for key, size in (("speedup_b1", 1), ("speedup_b64", 64)) if report[key] < MIN_SPEEDUP]
     # Accuracies are counts over the test split: 0.937 - 0.934 (6 of 2,000) is 0.0030000000000000027 in floats.

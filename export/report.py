@@ -8,12 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import zoo
-from zoo.runtime import sha256_file
-
-
-def file_hash(path: Path) -> dict[str, object]:
-    """The card's entry for one file: its sha256 and size."""
-    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+from zoo.runtime import PORTABLE_GRAPH_FILE, file_entry
 
 
 def _pct(value: float | None) -> str:
@@ -138,7 +133,7 @@ print(dict(zip(["shift_x", "shift_y", "angle", "scale"], params[0].tolist())))
 def without_zoo(card: zoo.ModelCard) -> list[str]:
     """The README section "Use it without zoo": the self-contained file, its input, output and an example."""
     spec = card.inputs[0]
-    portable = "model-portable.onnx" in card.files
+    portable = PORTABLE_GRAPH_FILE in card.files
     file = f"{card.name}-portable.onnx" if portable else f"{card.name}.onnx"
     command = f"zoo export-onnx {card.name} {file}" + (" --portable" if portable else "")
     lines = ["## Use it without zoo", "",
@@ -148,8 +143,8 @@ def without_zoo(card: zoo.ModelCard) -> list[str]:
              "reads its weights from `model.safetensors` as ONNX external data, which the onnx package refuses "
              "behind a symbolic link or a hard link, as in the Hugging Face Hub cache or a uv install.)"]
     if portable:
-        lines += ["", f"`--portable` writes the graph with its deformable convolutions as GridSample + MatMul, which "
-                      "every runtime implements. Without it, `zoo export-onnx` writes the graph with ONNX `DeformConv` "
+        lines += ["", "`--portable` writes the graph with its deformable convolutions as GridSample + MatMul, standard "
+                      "ops that common runtimes implement. Without it, `zoo export-onnx` writes the graph with ONNX `DeformConv` "
                       "(opset 19), which onnxruntime runs and OpenVINO cannot convert; both give the same "
                       "predictions (parity figures below)."]
     if card.name.endswith("-int8"):
@@ -274,7 +269,7 @@ def refresh_readme(folder: Path) -> None:
     """
     card = zoo.ModelCard.read(folder)
     (folder / "README.md").write_text(model_readme(card))
-    replace(card, files={**card.files, "README.md": file_hash(folder / "README.md")}).write(folder)
+    replace(card, files={**card.files, "README.md": file_entry(folder / "README.md")}).write(folder)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 For each model, the file `zoo export-onnx` writes (the portable form where there is one) runs its test
 vectors in onnxruntime, OpenVINO with an f32 precision hint and OpenVINO with its defaults (bf16 on CPUs
 with AVX512-BF16 or AMX); the int8 variants also run their whole test split in each. Prints a markdown
-table: the largest probability difference from the shipped test vectors, and test accuracies.
+table: the largest difference of any probability output from the shipped test vectors, and test accuracies.
+The runners and readers here also serve the tests that take every model to these runtimes.
 """
 from __future__ import annotations
 
@@ -19,58 +20,73 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import zoo
+from zoo.model import softmax
+from zoo.runtime import PORTABLE_GRAPH_FILE
 
 from .bench import cpu_name
 
 RUNTIMES = ("onnxruntime", "openvino f32", "openvino default")
+Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
-def runners(path: Path) -> dict[str, Callable[[dict[str, np.ndarray]], list[np.ndarray]]]:
-    """Each runtime's `feeds -> outputs` on the file at `path`."""
+def runners(path: Path, openvino_default: bool = True) -> dict[str, Runner]:
+    """Each runtime's `feeds -> outputs` on the file at `path` (`openvino_default`: also OpenVINO's defaults)."""
     import openvino
 
     core = openvino.Core()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    compiled = {"openvino f32": core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}),
-                "openvino default": core.compile_model(str(path), "CPU")}
+    compiled = {"openvino f32": core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})}
+    if openvino_default:
+        compiled["openvino default"] = core.compile_model(str(path), "CPU")
 
-    def openvino_run(model: Any) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    def openvino_run(model: Any) -> Runner:
         return lambda feeds: [model(feeds)[output] for output in model.outputs]
 
     return {"onnxruntime": lambda feeds: session.run(None, feeds),
             **{name: openvino_run(model) for name, model in compiled.items()}}
 
 
-def probabilities(task: str, outputs: list[np.ndarray]) -> np.ndarray:
-    """The scores as probabilities: a classifier's softmax, the changer's class probabilities."""
-    first = outputs[0].astype(np.float64)
-    if task != "image-classification":
-        return first
-    exp = np.exp(first - first.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
+def predicted(run: Runner, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    """Each input's top class (the first output's argmax), 64 inputs a run."""
+    from .quantize import batches
+
+    return np.concatenate([run(batch)[0].argmax(1) for batch in batches(feeds)])
+
+
+def probabilities(task: str, outputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs that are probabilities: a classifier's softmax; the changer's class and change probabilities."""
+    if task == "image-classification":
+        return [softmax(outputs[0].astype(np.float64))]
+    return list(outputs[:2])
+
+
+def shipped_vectors(name: str) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """Model `name`'s ONNX Model Zoo test vectors: the feeds by input name, and the outputs in order."""
+    folder = zoo.models_root() / name / "test_data_set_0"
+    feeds = {spec.name: numpy_helper.to_array(onnx.load_tensor(str(folder / f"input_{k}.pb")))
+             for k, spec in enumerate(zoo.card(name).inputs)}
+    outputs = [numpy_helper.to_array(onnx.load_tensor(str(path)))
+               for path in sorted(folder.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1]))]
+    return feeds, outputs
 
 
 def measure(name: str, folder: Path) -> dict[str, Any]:
     card = zoo.card(name)
-    portable = "model-portable.onnx" in card.files
-    path = zoo.save_onnx(name, folder / f"{name}.onnx", portable=portable)
-    vectors = zoo.models_root() / name / "test_data_set_0"
-    feeds = {spec.name: numpy_helper.to_array(onnx.load_tensor(str(vectors / f"input_{k}.pb")))
-             for k, spec in enumerate(card.inputs)}
-    expected = probabilities(card.task, [numpy_helper.to_array(onnx.load_tensor(str(vectors / "output_0.pb")))])
+    path = zoo.save_onnx(name, folder, portable=PORTABLE_GRAPH_FILE in card.files)  # named as the README names it
+    feeds, outputs = shipped_vectors(name)
+    expected = probabilities(card.task, outputs)
     report: dict[str, Any] = {"file": path.name, "bytes": path.stat().st_size}
     runs = runners(path)
     for runtime, run in runs.items():
         got = probabilities(card.task, run(feeds))
-        report[runtime] = {"max_abs_probability_diff": float(np.abs(got - expected).max()),
-                           "same_top_class": bool((got.argmax(1) == expected.argmax(1)).all())}
+        report[runtime] = {"max_abs_probability_diff": max(float(np.abs(a - b).max()) for a, b in zip(got, expected)),
+                           "same_top_class": all(bool((a.argmax(1) == b.argmax(1)).all()) for a, b in zip(got, expected))}
     if name.endswith("-int8"):
-        from .quantize import batches, labelled_inputs
+        from .quantize import labelled_inputs
 
         split, truth = labelled_inputs(card, "test", None, seed=0)
         for runtime, run in runs.items():
-            predicted = np.concatenate([run(batch)[0].argmax(1) for batch in batches(split)])
-            report[runtime]["test_accuracy"] = float((predicted == truth).mean())
+            report[runtime]["test_accuracy"] = float((predicted(run, split) == truth).mean())
     return report
 
 

@@ -14,7 +14,6 @@ from typing import Sequence
 import onnx
 
 import zoo
-from zoo.registry import model_dir
 
 #: The largest batch Triton's dynamic batcher forms: the batch zoo's own `predict_batch` runs.
 MAX_BATCH_SIZE = 64
@@ -69,7 +68,6 @@ def write_repository(out: Path, names: Sequence[str] | None = None) -> list[Path
     """
     written = []
     for name in names or zoo.list():
-        source = model_dir(name)
         card = zoo.card(name)
         target = Path(out) / name
         if target.exists():

@@ -26,6 +26,9 @@ from onnx import numpy_helper
 from PIL import Image, ImageOps
 
 import zoo
+from export.runtimes import predicted, probabilities, runners, shipped_vectors
+from zoo.cli import main as zoo_main
+from zoo.runtime import PORTABLE_GRAPH_FILE, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = zoo.list()
@@ -57,7 +60,7 @@ def openvino_core():
 
 def is_portable_form(name: str) -> bool:
     """Whether the README tells users to take the `--portable` form (the graph has one)."""
-    return "model-portable.onnx" in zoo.card(name).files
+    return PORTABLE_GRAPH_FILE in zoo.card(name).files
 
 
 def quantized(name: str) -> bool:
@@ -108,7 +111,7 @@ def hub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in MODELS:
         source = SHIPPED_ROOT / name
         for path in (p for p in source.rglob("*") if p.is_file()):
-            blob = cache / "blobs" / zoo.runtime.sha256_file(path)
+            blob = cache / "blobs" / sha256_file(path)
             blob.parent.mkdir(parents=True, exist_ok=True)
             if not blob.exists():
                 shutil.copyfile(path, blob)
@@ -175,25 +178,6 @@ def documented_input(path: Path, height: int, width: int) -> np.ndarray:
     return np.asarray(ImageOps.fit(image, (width, height), method=Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
-def probabilities(name: str, outputs: list[np.ndarray]) -> list[np.ndarray]:
-    """What each output means as probabilities: softmax of a classifier's logits; the changer's are already."""
-    if zoo.card(name).task == "image-classification":
-        logits = outputs[0].astype(np.float64)
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return [exp / exp.sum(axis=1, keepdims=True)]
-    return list(outputs[:2])
-
-
-def shipped_vectors(name: str) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    folder = SHIPPED_ROOT / name / "test_data_set_0"
-    inputs = [spec.name for spec in zoo.card(name).inputs]
-    feeds = {input_name: numpy_helper.to_array(onnx.load_tensor(str(folder / f"input_{k}.pb")))
-             for k, input_name in enumerate(inputs)}
-    outputs = [numpy_helper.to_array(onnx.load_tensor(str(path)))
-               for path in sorted(folder.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1]))]
-    return feeds, outputs
-
-
 @pytest.fixture(scope="module")
 def int8_test_split() -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
     """Each int8 variant's whole test split (feeds, labels), loaded once."""
@@ -203,25 +187,6 @@ def int8_test_split() -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
 
 
 # --- the proof ----------------------------------------------------------------------------------------------------
-
-class Runtimes:
-    """The taken file opened in plain onnxruntime and in OpenVINO (f32 precision hint)."""
-
-    def __init__(self, path: Path) -> None:
-        self.onnxruntime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.openvino = openvino_core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-
-    def run(self, runtime: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if runtime == "onnxruntime":
-            return self.onnxruntime.run(None, feeds)
-        result = self.openvino(feeds)
-        return [result[self.openvino.output(k)] for k in range(len(self.openvino.outputs))]
-
-    def predicted(self, runtime: str, feeds: dict[str, np.ndarray], batch: int = 64) -> np.ndarray:
-        count = len(next(iter(feeds.values())))
-        return np.concatenate([self.run(runtime, {k: v[start:start + batch] for k, v in feeds.items()})[0].argmax(1)
-                               for start in range(0, count, batch)])
-
 
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -241,12 +206,12 @@ def test_taken_file_runs_everywhere(layout, name, tmp_path, request, monkeypatch
                                          "dtype": "uint8", "resize": spec.resize}, where
 
     # 2. the shipped test vectors, in plain onnxruntime and in OpenVINO.
-    runtimes = Runtimes(path)
+    runs = runners(path, openvino_default=False)
     feeds, expected = shipped_vectors(name)
     tolerance = PROBABILITY_TOLERANCE["int8" if quantized(name) else "float"]
-    for runtime in ("onnxruntime", "openvino"):
-        got = runtimes.run(runtime, feeds)
-        for k, (mine, theirs) in enumerate(zip(probabilities(name, got), probabilities(name, expected))):
+    for runtime, run in runs.items():
+        got = run(feeds)
+        for k, (mine, theirs) in enumerate(zip(probabilities(card.task, got), probabilities(card.task, expected))):
             gap = float(np.abs(mine - theirs).max())
             assert gap <= tolerance, f"{where} in {runtime}: output {k} probabilities differ by {gap:.2e} > {tolerance}"
             assert (mine.argmax(1) == theirs.argmax(1)).all(), f"{where} in {runtime}: output {k} top class differs"
@@ -255,17 +220,16 @@ def test_taken_file_runs_everywhere(layout, name, tmp_path, request, monkeypatch
     inputs = label_inputs[len(card.inputs)]
     documented = {s.name: np.stack([documented_input(item[k], s.height, s.width) for item in inputs])
                   for k, s in enumerate(card.inputs)}
-    plain = [card.labels[i] for i in runtimes.predicted("onnxruntime", documented)]
+    plain = [card.labels[i] for i in predicted(runs["onnxruntime"], documented)]
     assert plain == zoo_labels(layout, name, inputs, request), f"{where}: onnxruntime on the file disagrees with zoo"
 
     # 4. an int8 variant keeps its test accuracy in OpenVINO.
     if quantized(name):
         split, truth = int8_test_split[name]
-        accuracy = {runtime: float((runtimes.predicted(runtime, split) == truth).mean())
-                    for runtime in ("onnxruntime", "openvino")}
+        accuracy = {runtime: float((predicted(run, split) == truth).mean()) for runtime, run in runs.items()}
         assert accuracy["onnxruntime"] == pytest.approx(card.metrics["test_accuracy"], abs=1e-9), where
-        assert accuracy["onnxruntime"] - accuracy["openvino"] <= INT8_RUNTIME_GAP, \
-            f"{where} in openvino: test accuracy {accuracy['openvino']:.2%} against onnxruntime's {accuracy['onnxruntime']:.2%}"
+        assert accuracy["onnxruntime"] - accuracy["openvino f32"] <= INT8_RUNTIME_GAP, \
+            f"{where} in openvino: test accuracy {accuracy['openvino f32']:.2%} against onnxruntime's {accuracy['onnxruntime']:.2%}"
 
 
 #: Models the onnx reference evaluator cannot run, and why.
@@ -289,7 +253,8 @@ def test_reference_evaluator_reads_the_standard_the_same(name, tmp_path, monkeyp
     feeds = {key: value[:2] for key, value in feeds.items()}  # numpy kernels: two inputs are enough
     got = ReferenceEvaluator(str(path)).run(None, feeds)
     tolerance = PROBABILITY_TOLERANCE["int8" if quantized(name) else "float"]
-    for k, (mine, theirs) in enumerate(zip(probabilities(name, got), probabilities(name, [e[:2] for e in expected]))):
+    task = zoo.card(name).task
+    for k, (mine, theirs) in enumerate(zip(probabilities(task, got), probabilities(task, [e[:2] for e in expected]))):
         gap = float(np.abs(mine - theirs).max())
         assert gap <= tolerance, f"{name} in onnx.reference: output {k} probabilities differ by {gap:.2e}"
         assert (mine.argmax(1) == theirs.argmax(1)).all(), f"{name} in onnx.reference: top class differs"
@@ -305,7 +270,7 @@ def test_readme_example_runs_as_written(name, tmp_path, label_inputs, monkeypatc
     command = re.search(r"`zoo export-onnx ([^`]+)`", section).group(1).split()
     assert "zoo" not in re.findall(r"^(?:import|from) (\w+)", code, re.M)
     command[1] = str(tmp_path / command[1])  # the README writes it in the working folder
-    assert main(command) == 0, f"zoo export-onnx {' '.join(command)} failed"
+    assert zoo_main(["export-onnx", *command]) == 0, f"zoo export-onnx {' '.join(command)} failed"
     item = label_inputs[len(zoo.card(name).inputs)][5]
     for source, target in zip(item, ("a.jpg", "b.jpg") if len(item) > 1 else ("photo.jpg",)):
         Image.open(source).convert("RGB").save(tmp_path / target, quality=95)
@@ -316,12 +281,6 @@ def test_readme_example_runs_as_written(name, tmp_path, label_inputs, monkeypatc
     expected = zoo.load(name, device="cpu").predict(*(tmp_path / t for t in (("a.jpg", "b.jpg") if len(item) > 1 else ("photo.jpg",))))
     assert label == expected.label
     assert float(score) == pytest.approx(expected.score, abs=1e-4)
-
-
-def main(argv: list[str]) -> int:
-    from zoo.cli import main as zoo_main
-
-    return zoo_main(["export-onnx", *argv])
 
 
 def _graph_reading(tmp_path: Path, location: str, offset: int, length: int) -> Path:
@@ -364,8 +323,6 @@ def test_self_contained_refuses_references_it_cannot_honour(tmp_path, location, 
 
 
 def test_export_onnx_into_a_missing_folder_says_so(tmp_path, capsys):
-    from zoo.cli import main as zoo_main
-
     assert zoo_main(["export-onnx", "cnn", str(tmp_path / "nowhere" / "cnn.onnx")]) == 1
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()

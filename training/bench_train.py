@@ -30,7 +30,7 @@ from .recipes import RECIPES, Recipe
 
 #: Models whose training loop this measures (the car/plane variants: see the module's docstring).
 MEASURED = ("cnn", "deformable-cnn", "changer", "resnet50-cifar8")
-#: The issue's goal for the data-loading share of a training step.
+#: The goal for the data-loading share of a training step.
 MAX_DATA_SHARE = 0.10
 FULL_RUN_STEPS = 10_000
 #: The tensors of one training batch, as the loss function takes them.

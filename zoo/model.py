@@ -39,14 +39,14 @@ class Prediction:
         return out
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _classification(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
-    probs = _softmax(outputs[card.outputs[0]].astype(np.float64))
+    probs = softmax(outputs[card.outputs[0]].astype(np.float64))
     return [_from_probs(card.labels, row) for row in probs]
 
 

@@ -79,8 +79,13 @@ def _encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _length_delimited(number: int, payload: bytes | memoryview) -> bytes:
-    return _encode_varint(number << 3 | LENGTH_DELIMITED) + _encode_varint(len(payload)) + bytes(payload)
+#: A serialized message as the pieces it is joined from: the bytes are copied once, when the file is joined.
+Chunks = list[bytes | memoryview]
+
+
+def _length_delimited(number: int, payload: Chunks) -> Chunks:
+    size = sum(len(chunk) for chunk in payload)
+    return [_encode_varint(number << 3 | LENGTH_DELIMITED) + _encode_varint(size), *payload]
 
 
 def _entries(message: memoryview, number: int) -> dict[str, str]:
@@ -111,24 +116,24 @@ def self_contained(path: Path) -> bytes:
         raise ModelFileError(f"{path} cannot be read ({exc}); reinstall the package or re-export the model.") from None
     weights: dict[str, bytes] = {}
     try:
-        return _rewritten(data, MODEL_GRAPH, lambda graph: _rewritten(
-            graph, GRAPH_INITIALIZER, lambda tensor: _inline_tensor(tensor, path, weights)))
+        return b"".join(_rewritten(data, MODEL_GRAPH, lambda graph: _rewritten(
+            graph, GRAPH_INITIALIZER, lambda tensor: _inline_tensor(tensor, path, weights))))
     except (IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path} is not a readable ONNX file ({exc}); re-export the model.") from None
 
 
-def _rewritten(message: memoryview, number: int, rewrite: Callable[[memoryview], bytes | memoryview]) -> bytes:
+def _rewritten(message: memoryview, number: int, rewrite: Callable[[memoryview], Chunks]) -> Chunks:
     """`message` with each length-delimited field `number` replaced by `rewrite` of its value."""
-    out = bytearray()
+    out: Chunks = []
     for field in fields(message):
-        out += _length_delimited(number, rewrite(field.value)) if field.number == number else field.raw  # type: ignore[arg-type]
-    return bytes(out)
+        out += _length_delimited(number, rewrite(field.value)) if field.number == number else [field.raw]  # type: ignore[arg-type]
+    return out
 
 
-def _inline_tensor(tensor: memoryview, path: Path, weights: dict[str, bytes]) -> bytes | memoryview:
+def _inline_tensor(tensor: memoryview, path: Path, weights: dict[str, bytes]) -> Chunks:
     parsed = list(fields(tensor))
     if not any(f.number == TENSOR_DATA_LOCATION and f.value == EXTERNAL for f in parsed):
-        return tensor
+        return [tensor]
     reference = _entries(tensor, TENSOR_EXTERNAL_DATA)
     location = reference.get("location", "")
     parts = PurePosixPath(location).parts
@@ -146,6 +151,5 @@ def _inline_tensor(tensor: memoryview, path: Path, weights: dict[str, bytes]) ->
     if offset < 0 or length < 0 or offset + length > len(source):
         raise ModelFileError(f"{path} reads bytes {offset}..{offset + length} of {location}, which has {len(source)}: "
                              "the two files do not belong together; reinstall the package or re-export the model.")
-    kept = b"".join(bytes(f.raw) for f in parsed
-                    if f.number not in (TENSOR_RAW_DATA, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION))
-    return kept + _length_delimited(TENSOR_RAW_DATA, memoryview(source)[offset:offset + length])
+    kept: Chunks = [f.raw for f in parsed if f.number not in (TENSOR_RAW_DATA, TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION)]
+    return kept + _length_delimited(TENSOR_RAW_DATA, [memoryview(source)[offset:offset + length]])

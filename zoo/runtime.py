@@ -35,6 +35,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_entry(path: Path) -> dict[str, Any]:
+    """A card's `files` entry for one file: its sha256 and size, as `verify_files` checks them."""
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
 def verify_files(folder: Path, card: ModelCard) -> None:
     """Check every file the card lists against its recorded size and sha256, naming the first bad one."""
     card_path = folder / CARD_FILE

@@ -13,7 +13,9 @@ import torch
 from safetensors import safe_open
 
 from training.checkpoint import SCALE_SUFFIX, load_model, read_metadata
-from training.data import Split, load_split
+from training.evaluate import predict_logits
+from training.labelled import LabelledInputs, recipe_inputs
+from training.recipes import Recipe
 from zoo.card import InputSpec, ModelCard
 from zoo.errors import ModelFileError
 from zoo.registry import PACKAGE_MODELS
@@ -52,37 +54,26 @@ DATA_NOTES = {
 }
 
 
-def labelled_split(meta: dict[str, Any], data: str | None, which: str = "test") -> Split:
-    """A classifier's labelled split ("test" or "train"), restricted to the classes its recipe trained on."""
-    recipe = meta["training"]["recipe"]
-    split = load_split(data or recipe["data"], which, meta["input"]["height"])
-    return split.only(tuple(recipe["classes"])) if recipe.get("classes") else split
+def held_out_inputs(meta: dict[str, Any], data: str | None) -> LabelledInputs:
+    """The checkpoint's labelled test inputs, from its recorded recipe (`data`: another copy of its data)."""
+    recipe = Recipe.from_record(meta["training"]["recipe"])
+    return recipe_inputs(replace(recipe, data=data) if data else recipe, "test", pairs=PARITY_IMAGES, seed=12345)
 
 
-def validation_feeds(meta: dict[str, Any], data: str | None, count: int,
-                     split: Split | None = None) -> dict[str, np.ndarray]:
-    """`count` real held-out inputs at the model's input size, as the graph's feeds (a classifier's
-    from `split` when it is already loaded)."""
-    if meta["task"] == "change-detection":
-        from training.train_changer import mixed_pairs, source_images, source_sets
-
-        source = data or meta["training"]["recipe"]["data"]
-        pairs = mixed_pairs(source_images(source_sets(source, "test")), count, meta["input"]["height"], seed=12345)
-        return {"image_a": pairs.a, "image_b": pairs.b}
-    split = split or labelled_split(meta, data)
-    pick = np.linspace(0, len(split) - 1, min(count, len(split))).astype(int)
-    return {"image": np.ascontiguousarray(split.images[pick])}
+def validation_feeds(held_out: LabelledInputs, input_names: list[str], count: int) -> dict[str, np.ndarray]:
+    """`count` of the held-out inputs, evenly spread over them, as the graph's feeds."""
+    pick = np.linspace(0, len(held_out) - 1, min(count, len(held_out))).astype(int)
+    return dict(zip(input_names, held_out.subset(pick).inputs))
 
 
-def int8_fidelity(float_model: torch.nn.Module, int8_model: torch.nn.Module, split: Split) -> dict[str, Any]:
+def int8_fidelity(float_model: torch.nn.Module, int8_model: torch.nn.Module, held_out: LabelledInputs) -> dict[str, Any]:
     """Test accuracy with float and with int8-rounded weights, and how often their answers agree."""
-    from training.train import predict_logits
-
     device = torch.device("cpu")
-    labels = torch.as_tensor(split.labels)
-    before = predict_logits(float_model, split.images, device).argmax(1)
-    after = predict_logits(int8_model, split.images, device).argmax(1)
-    fidelity = {"images": len(split), "float32_test_accuracy": float((before == labels).float().mean()),
+    labels = torch.as_tensor(held_out.labels)
+    images = held_out.inputs[0]
+    before = predict_logits(float_model, images, device).argmax(1)
+    after = predict_logits(int8_model, images, device).argmax(1)
+    fidelity = {"images": len(held_out), "float32_test_accuracy": float((before == labels).float().mean()),
                 "int8_weights_test_accuracy": float((after == labels).float().mean()),
                 "argmax_agreement": float((before == after).float().mean())}
     loss = fidelity["float32_test_accuracy"] - fidelity["int8_weights_test_accuracy"]
@@ -129,8 +120,8 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
     reference, _ = load_model(checkpoint, **using("torchvision"))
     name, task = meta["name"], meta["task"]
     input_names, output_names = IO_NAMES[task]
-    labelled = labelled_split(meta, data) if task == "image-classification" else None
-    feeds = validation_feeds(meta, data, PARITY_IMAGES, labelled)
+    held_out = held_out_inputs(meta, data)
+    feeds = validation_feeds(held_out, input_names, PARITY_IMAGES)
     example = tuple(torch.from_numpy(feeds[graph_input][:2]) for graph_input in input_names)
     int8_scales, storage = {}, {"weights": "float32"}
     if meta["arch"] in INT8_WEIGHT_ARCHS:
@@ -138,7 +129,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         float_model = None if earlier else copy.deepcopy(reference)  # a ResNet-50 copy only when it is compared
         int8_scales = round_conv_weights_to_int8(reference)  # parity below is checked against these weights
         storage = {"weights": "int8 conv weights (symmetric, per output channel), float32 elsewhere; computed in float32",
-                   "int8_fidelity": earlier or int8_fidelity(float_model, reference, labelled)}
+                   "int8_fidelity": earlier or int8_fidelity(float_model, reference, held_out)}
 
     with tempfile.TemporaryDirectory(prefix=f"export-{name}-") as tmp:
         stage = Path(tmp) / name
@@ -172,14 +163,20 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
                 shutil.copyfile(run_dir / plot, stage / plot)
                 plots[plot.removesuffix(".png")] = plot
         card = build_card(meta, input_names, output_names, parity, graph_ops, plots, exporter, storage)
-        (stage / "README.md").write_text(model_readme(card))
-        stamp_card_digest(stage / "model.onnx", card)  # the graph vouches for the card's content
-        replace(card, files=file_hashes(stage)).write(stage)
-        target = Path(out_root) / name
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(stage, target)
+        return install(stage, card, out_root)
+
+
+def install(stage: Path, card: ModelCard, out_root: Path) -> Path:
+    """Finish the staged model folder (its README, the card's digest in the graph, card.json listing every
+    file) and put it in place of `out_root`/NAME; returns that folder."""
+    (stage / "README.md").write_text(model_readme(card))
+    stamp_card_digest(stage / "model.onnx", card)  # the graph vouches for the card's content
+    replace(card, files=file_hashes(stage)).write(stage)
+    target = Path(out_root) / card.name
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(stage, target)
     return target
 
 

@@ -11,7 +11,6 @@ both batch sizes and loses at most MAX_ACCURACY_LOSS of test accuracy; either wa
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -23,16 +22,17 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import zoo
+from bench.timing import cpu_name, interleaved
+from training.data import random_pick
+from training.labelled import recipe_inputs
+from training.recipes import Recipe
 from zoo.card import ModelCard
 from zoo.errors import ZooError
 from zoo.registry import PACKAGE_MODELS, model_dir
 from zoo.runtime import CARD_DIGEST_KEY, onnx_metadata, session_options
 
-from .bench import cpu_name, interleaved
-from .build import file_hashes, labelled_split
+from .build import install
 from .onnx_export import op_types, save, set_metadata
-from .report import model_readme
-from .stamp_card import stamp_card_digest
 from .validate import write_test_vectors
 from .weights import StoredWeights
 
@@ -52,18 +52,12 @@ class QuantizationError(ZooError):
 
 def labelled_inputs(card: ModelCard, which: str, count: int | None, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Feeds and true class indices from the model's own data: `which` split ("train" or "test"); `count`
-    inputs drawn at random (None: a classifier's whole split)."""
-    recipe = card.provenance["training"]["recipe"]
-    size = card.inputs[0].height
-    names = [spec.name for spec in card.inputs]
-    if card.task == "change-detection":
-        from training.train_changer import mixed_pairs, source_images, source_sets
-
-        pairs = mixed_pairs(source_images(source_sets(recipe["data"], which)), count or TEST_PAIRS, size, seed)
-        return dict(zip(names, (pairs.a, pairs.b))), pairs.labels
-    split = labelled_split({"training": card.provenance["training"], "input": {"height": size}}, None, which)
-    pick = np.sort(np.random.default_rng(seed).permutation(len(split))[:count]) if count else np.arange(len(split))
-    return {names[0]: np.ascontiguousarray(split.images[pick])}, np.asarray(split.labels)[pick]
+    inputs drawn at random (None: a classifier's whole split, TEST_PAIRS of the changer's pairs)."""
+    recipe = Recipe.from_record(card.provenance["training"]["recipe"])
+    inputs = recipe_inputs(recipe, which, pairs=count or TEST_PAIRS, seed=seed)
+    if count:
+        inputs = inputs.subset(random_pick(len(inputs), count, seed))
+    return dict(zip((spec.name for spec in card.inputs), inputs.inputs)), inputs.labels
 
 
 def batches(feeds: dict[str, np.ndarray], size: int = 64) -> Iterator[dict[str, np.ndarray]]:
@@ -220,7 +214,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
         onnx.checker.check_model(str(stage / "model.onnx"), full_check=True)
 
         sessions = {"float32": ort.InferenceSession(str(source / "model.onnx"),
-                                                    session_options(threads, card.extra.get("session_config", {})),
+                                                    session_options(threads, card.session_config),
                                                     providers=["CPUExecutionProvider"]),
                     "int8": ort.InferenceSession(str(stage / "model.onnx"), session_options(threads),
                                                  providers=["CPUExecutionProvider"])}
@@ -247,14 +241,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
 
         vector_feeds = {key: array[:VECTOR_INPUTS] for key, array in test_feeds.items()}
         write_test_vectors(stage, stage / "model.onnx", vector_feeds)
-        variant_card = variant_card_of(card, report, sorted(op_types(proto)))
-        (stage / "README.md").write_text(model_readme(variant_card))
-        stamp_card_digest(stage / "model.onnx", variant_card)
-        replace(variant_card, files=file_hashes(stage)).write(stage)
-        target = Path(out_root) / variant
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(stage, target)
+        install(stage, variant_card_of(card, report, sorted(op_types(proto))), out_root)
         report["installed"] = variant  # its name: the report stays valid wherever the models folder is
     return report
 

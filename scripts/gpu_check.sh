@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GPU check, for a machine with CUDA (UNVERIFIED: no session so far has had one; see README "Performance").
+# GPU check, for a machine with CUDA (not verified on a GPU yet).
 # Trains every model briefly on the GPU, exports it, checks PyTorch-on-GPU against the exported ONNX,
-# and runs the benchmark with PyTorch on the GPU. The accelerator machines carry torch but not
-# onnxruntime-gpu, so zoo's own sessions run on their CPU provider there; the JSON records that.
-#   scripts/gpu_check.sh [OUT]      (default OUT: gpu-check/; data where the recipes expect it, ../shared/data)
+# and runs the benchmark with PyTorch on the GPU. Where onnxruntime-gpu is missing, zoo's own sessions
+# run on the CPU provider; the JSON records that.
+#   scripts/gpu_check.sh [OUT]      (default OUT: gpu-check/; data where the recipes expect it, ../shared/data,
+#                                    or ZOO_DATA for the benchmark)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-gpu-check}"
@@ -26,7 +27,8 @@ python -m export all --runs "$OUT/runs" --out "$OUT/models"
 # 3. Parity on the GPU: each network on CUDA against zoo's session of the exported model.
 ZOO_HOME="$OUT/models" python - <<'PY' | tee "$OUT/parity.txt"
 import numpy as np, torch, zoo
-from export.bench import first_output, random_feeds, torch_module, torch_runner
+from bench.timing import random_feeds
+from bench.torch_engines import first_output, torch_module, torch_runner
 torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 against fp32
 for name in zoo.list():
     card, model = zoo.card(name), zoo.load(name)
@@ -41,5 +43,5 @@ for name in zoo.list():
 PY
 
 # 4. The benchmark with PyTorch (eager, torch.compile) on the GPU.
-ZOO_HOME="$OUT/models" python -m export.bench --torch-device cuda --json "$OUT/bench-gpu.json" | tee "$OUT/bench-gpu.md"
+ZOO_HOME="$OUT/models" python -m bench --data "${ZOO_DATA:-../shared/data}" --torch-device cuda --json "$OUT/bench-gpu.json" | tee "$OUT/bench-gpu.md"
 echo "gpu_check: results in $OUT/"

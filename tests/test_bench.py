@@ -1,4 +1,4 @@
-"""`python -m export.bench`: one small run checked for completeness and for engines that agree."""
+"""`python -m bench`: one small run checked for completeness and for engines that agree."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,11 @@ import pytest
 import torch
 
 import zoo
-from export import bench
+from bench.__main__ import main
+from bench.engines import PREOPTIMIZED, SESSION_VARIANTS, EngineUnavailable
+from bench.tables import inference_table
+from bench.torch_engines import compiled_runner, torch_module
+from conftest import CIFAR
 
 NAME = "cnn"
 #: Enough calls to exercise every path; the figures themselves come from the full run in the README.
@@ -19,7 +23,7 @@ def report(tmp_path_factory) -> dict:
     if NAME not in zoo.list():
         pytest.skip(f"{NAME} is not installed")
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    bench.main([NAME, "--json", str(out), *TINY])
+    main([NAME, "--json", str(out), "--data", str(CIFAR.parent), *TINY])
     return json.loads(out.read_text())
 
 
@@ -34,7 +38,7 @@ def test_every_engine_runs_the_same_weights_and_agrees(report):
     assert row["speedup_b1_vs_torch"] == pytest.approx(row["torch_ms_b1"] / row["ort_ms_b1"])
     assert set(row["goals"]) == {"b1_3x_torch", "b64_2x_torch", "openvino_within_10pct", "e2e_within_25pct",
                                  "cold_start"}
-    assert set(row["ort_session_variants"]) == {"zoo", *bench.SESSION_VARIANTS, bench.PREOPTIMIZED}
+    assert set(row["ort_session_variants"]) == {"zoo", *SESSION_VARIANTS, PREOPTIMIZED}
     assert report["machine"]["matmul_ceiling_gflops"] > 0 and report["machine"]["threads"] >= 1
 
 
@@ -52,20 +56,20 @@ def test_an_engine_that_fails_is_recorded_not_fatal(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken)
     card = zoo.card(NAME)
-    with pytest.raises(bench.EngineUnavailable, match="no C\\+\\+ compiler"):
-        bench.compiled_runner(bench.torch_module(card), card)
+    with pytest.raises(EngineUnavailable, match="no C\\+\\+ compiler"):
+        compiled_runner(torch_module(card), card)
 
 
 def test_the_table_marks_engines_that_did_not_run():
     row = {"name": "m", "gflop_per_image": 1.0, "ort_ms_b1": 1.0, "ort_p99_ms_b1": 2.0, "torch_ms_b1": 3.0}
-    line = bench.table([row]).splitlines()[2]
+    line = inference_table([row]).splitlines()[2]
     assert line.startswith("| m | 1.000 | 1.00/2.00 | 3.00 | — |")
 
 
 def test_the_tables_are_printed_again_from_the_json(report, tmp_path, capsys):
     saved = tmp_path / "saved.json"
     saved.write_text(json.dumps(report))
-    bench.main(["--from-json", str(saved)])
+    main(["--from-json", str(saved)])
     printed = capsys.readouterr().out
     assert f"| {NAME} | {report['models'][NAME]['gflop_per_image']:.3f} |" in printed
     assert "| zoo | " in printed and "zoo_again" in printed  # the session-settings table

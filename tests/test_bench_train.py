@@ -1,4 +1,4 @@
-"""`python -m training.bench_train`: a couple of real cnn training steps, timed and split into data and compute."""
+"""`python -m bench.train`: a couple of real cnn training steps, timed and split into data and compute."""
 from __future__ import annotations
 
 import json
@@ -6,14 +6,14 @@ import json
 import pytest
 
 import zoo
-from training import bench_train
+from bench import train as bench_train
 
 
 def test_cnn_steps_are_timed_and_split(tmp_path, cifar_root):
     if "cnn" not in zoo.list():
         pytest.skip("cnn is not installed (its card gives the FLOP count)")
     out = tmp_path / "train.json"
-    bench_train.main(["cnn", "--steps", "2", "--warmup", "1", "--json", str(out)])
+    bench_train.main(["cnn", "--steps", "2", "--warmup", "1", "--data", str(cifar_root.parent), "--json", str(out)])
     report = json.loads(out.read_text())
     row = report["models"]["cnn"]
     assert row["batch_size"] == 256 and row["steps"] == 2
@@ -26,3 +26,10 @@ def test_cnn_steps_are_timed_and_split(tmp_path, cifar_root):
 def test_models_without_a_measured_loop_are_refused():
     with pytest.raises(SystemExit):
         bench_train.main(["carplane-linear"])
+
+
+def test_without_a_data_folder_the_error_says_what_to_pass(monkeypatch, capsys):
+    monkeypatch.delenv("ZOO_DATA", raising=False)
+    with pytest.raises(SystemExit):
+        bench_train.main(["cnn"])
+    assert "pass --data DIR" in capsys.readouterr().err

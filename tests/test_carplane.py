@@ -13,7 +13,8 @@ from safetensors.torch import save_file
 import zoo
 from training.data import Split
 from training.nets import build
-from training.train_carplane import TripletDataset, augmented_embeddings, batch_hard_triplet_loss, load_backbone
+from training.train_carplane import augmented_embeddings, load_backbone
+from training.triplet import TripletDataset, batch_hard_triplet_loss
 
 
 def labelled_split(labels: list[int], classes=("airplane", "automobile", "bird")) -> Split:
@@ -148,13 +149,13 @@ def test_carplane_train_export_load(mini_cifar, tmp_path, monkeypatch, cifar_ima
     monkeypatch.setenv("ZOO_HOME", str(models))
     assert zoo.list() == ["carplane-joint", "resnet50-cifar8"]
     model = zoo.load("carplane-joint", device="cpu")
-    assert model.labels == ("airplane", "car") and model.card.extra["demo"] == "carplane"
+    assert model.labels == ("airplane", "car") and model.card.demo == "carplane"
     assert model.card.inputs[0].height == 64
     prediction = model.predict(cifar_images[0])
     assert prediction.label in ("airplane", "car") and sum(prediction.probs.values()) == pytest.approx(1.0)
     fidelity = model.card.provenance["export"]["storage"]["int8_fidelity"]
     assert fidelity["images"] == 8 and 0 <= fidelity["argmax_agreement"] <= 1  # the car/plane test images
-    assert model.card.extra["session_config"] == {"session.disable_quant_qdq": "1"}
+    assert model.card.session_config == {"session.disable_quant_qdq": "1"}
     assert model.card.provenance["backbone"]["name"] == "resnet50-cifar8"
     assert zoo.card("resnet50-cifar8").labels == ("bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     proto = onnx.load(str(models / "carplane-joint" / "model.onnx"), load_external_data=False)

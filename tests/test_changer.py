@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif("changer" not in zoo.list(), reason="the changer
 def test_pairs(cifar_root):
     from training.data import load_hashed_split
     from training.pairs import make_pairs
-    from training.train_changer import PHOTO_SIZE
+    from training.changer_data import PHOTO_SIZE
 
     photos = load_hashed_split(cifar_root.parent / "caltech101-subset", "test", PHOTO_SIZE)
     return make_pairs(photos.images, 240, zoo.card("changer").inputs[0].height, seed=2024)

@@ -26,7 +26,7 @@ from onnx import numpy_helper
 from PIL import Image, ImageOps
 
 import zoo
-from export.runtimes import predicted, probabilities, runners, shipped_vectors
+from bench.runtimes import predicted, probabilities, runners, shipped_vectors
 from zoo.cli import main as zoo_main
 from zoo.runtime import PORTABLE_GRAPH_FILE, sha256_file
 
@@ -81,7 +81,8 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
         runtime_missing("uv", "a uv install of the wheel")
     work = tmp_path_factory.mktemp("uv")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(work / "dist"), str(ROOT)], check=True)
+                    str(work / "dist"), str(source_tree(work / "src"))], check=True)
+    shutil.rmtree(work / "src")  # its hard links would make the onnx package refuse the checkout's model.onnx
     wheel = next((work / "dist").glob("zoo-*.whl"))
     # The system's packages (onnxruntime, numpy, Pillow) are reused; zoo itself comes from the wheel.
     subprocess.run([uv, "venv", "-q", "--system-site-packages", "--python", sys.executable, str(work / "venv")],
@@ -97,6 +98,20 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights = installed / "cnn" / "model.safetensors"
     assert weights.stat().st_nlink > 1, f"{weights} is not hard-linked from uv's cache: not uv's default layout"
     return python
+
+
+def source_tree(target: Path) -> Path:
+    """The checkout's files (tracked, and untracked ones git does not ignore) hard-linked under `target`:
+    building the wheel there leaves the checkout's own folder untouched (setuptools writes build/ beside
+    the sources)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout.split("\0")
+    for relative in filter(None, listed):
+        source, copy = ROOT / relative, target / relative
+        if source.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, copy)
+    return target
 
 
 def _without_zoo_home() -> dict[str, str]:

@@ -49,7 +49,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(cifar_root, tmp_path, monke
     recipe = replace(RECIPES["cnn"], data=str(cifar_root), epochs=2, lr=0.02, robustness=False)
     straight = train(recipe, out=tmp_path / "straight", limit=256, progress=False)
 
-    real_evaluate, calls = loop.evaluate, []
+    real_evaluate, calls = loop.evaluate_split, []
 
     def evaluate_then_die(*args, **kwargs):
         calls.append(1)
@@ -57,11 +57,11 @@ def test_an_interrupted_run_resumes_where_it_stopped(cifar_root, tmp_path, monke
             raise KeyboardInterrupt  # the session ends during epoch 2's evaluation
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "evaluate", evaluate_then_die)
+    monkeypatch.setattr(loop, "evaluate_split", evaluate_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(recipe, out=tmp_path / "resumed", limit=256, progress=False)
     assert read_metadata(tmp_path / "resumed" / "cnn" / "last.safetensors")["training"]["epochs_done"] == 1
-    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    monkeypatch.setattr(loop, "evaluate_split", real_evaluate)
     resumed = train(recipe, out=tmp_path / "resumed", limit=256, progress=False)
 
     history = read_metadata(resumed / "model.safetensors")["metrics"]["history"]

@@ -6,14 +6,17 @@ uint8 NHWC arrays; the normalisation lives in the network (and so in the ONNX gr
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from zoo import preprocess
 from zoo.preprocess import prepare
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -53,6 +56,11 @@ class Split:
                      f"{self.fingerprint}:{','.join(classes)}")
 
 
+def random_pick(length: int, count: int, seed: int) -> np.ndarray:
+    """`count` of the indices 0..length-1 drawn at random (by `seed`), in increasing order."""
+    return np.sort(np.random.default_rng(seed).permutation(length)[:count])
+
+
 def load_split(source: str, split: str, size: int) -> Split:
     """Split `split` ("train" or "test") of `source` at `size`x`size`.
 
@@ -87,6 +95,13 @@ def fingerprint_files(root: Path, files: list[tuple[Path, int]]) -> str:
     return digest.hexdigest()[:16]
 
 
+@cache
+def decoder_digest() -> str:
+    """A digest of the decoding code (zoo/preprocess.py): part of the cache key, so that arrays decoded by
+    other code are decoded again."""
+    return hashlib.sha256(inspect.getsource(preprocess).encode()).hexdigest()[:12]
+
+
 def _decode(job: tuple[str, int]) -> np.ndarray:
     path, size = job
     return prepare(path, size, size, "center-crop")
@@ -99,9 +114,9 @@ def _load_image_folder(root: Path, size: int) -> Split:
 
 def _decoded(root: Path, files: list[tuple[Path, int]], classes: tuple[str, ...], size: int, key: str,
              source: str) -> Split:
-    """`files` decoded at size x size, from the cache when their fingerprint was decoded before."""
+    """`files` decoded at size x size, from the cache when the same files were decoded before by the same code."""
     fingerprint = fingerprint_files(root, files)
-    cached = cache_dir() / f"{key}-{fingerprint}-{size}"
+    cached = cache_dir() / f"{key}-{fingerprint}-{size}-{decoder_digest()}"
     labels = np.array([label for _, label in files], dtype=np.int64)
     if not (cached / "images.npy").is_file():
         jobs = [(str(path), size) for path, _ in files]

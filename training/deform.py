@@ -3,7 +3,7 @@
 `deform_conv2d_sampled` follows torchvision.ops.deform_conv2d exactly (offset layout, zero outside
 the image, optional modulation mask, stride/padding/dilation/groups/offset groups) but is built from
 `grid_sample` and `matmul`: it trains 7.5x faster than torchvision's CPU kernel here
-(`python -m training.bench_deform`), and it is the `--portable` ONNX form (GridSample + MatMul), for
+(`python -m bench.deform`), and it is the `--portable` ONNX form (GridSample + MatMul), for
 runtimes without DeformConv.
 """
 from __future__ import annotations

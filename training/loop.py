@@ -8,14 +8,13 @@ import subprocess
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .checkpoint import load_tensors, read_metadata
+from .data import Split
 from .recipes import Recipe
 
 LAST = "last.safetensors"
@@ -29,7 +28,7 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """bf16 autocast pays off on GPUs and on CPUs with AMX or AVX512-BF16 (python -m training.bench_deform)."""
+    """bf16 autocast pays off on GPUs and on CPUs with AMX or AVX512-BF16 (python -m bench.deform)."""
     if device.type == "cuda":
         return True
     try:
@@ -103,6 +102,14 @@ def make_optimizer(model: nn.Module, recipe: Recipe, total_steps: int):
     return optimizer, schedule
 
 
+def optimizer_step(loss: Tensor, optimizer: torch.optim.Optimizer, schedule) -> None:
+    """One training step: the gradients of `loss`, the optimizer's update, the schedule's next learning rate."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+
+
 def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
     """Every tensor of the optimizer's per-parameter state, flattened for safetensors."""
     state = {}
@@ -156,9 +163,11 @@ def checkpoint_meta(recipe: Recipe, model: nn.Module, labels: list[str], epochs_
     }
 
 
-def per_class_accuracy(matrix: np.ndarray, labels: Sequence[str]) -> dict[str, float]:
-    """Recall of each class from a confusion matrix (rows: truth)."""
-    return {label: float(matrix[i, i] / max(1, matrix[i].sum())) for i, label in enumerate(labels)}
+def splits_meta(train_split: Split, test_split: Split) -> dict[str, Any]:
+    """What a checkpoint records of a classifier's data: its source, and what identifies each split."""
+    return {"source": train_split.source, "fingerprint_train": train_split.fingerprint,
+            "fingerprint_test": test_split.fingerprint, "train_images": len(train_split),
+            "test_images": len(test_split)}
 
 
 def steps_per_epoch(count: int, batch_size: int) -> int:

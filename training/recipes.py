@@ -30,6 +30,11 @@ class Recipe:
     init: str = ""  # continue training from these weights (a model.safetensors of the same network), not from random
     method: dict[str, Any] = field(default_factory=dict)  # variant settings (triplet margin, mining, loss weights)
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Recipe":
+        """The recipe a checkpoint or card recorded (its `training.recipe`, JSON: tuples read back as lists)."""
+        return cls(**{**record, "classes": tuple(record.get("classes", ()))})
+
 
 # Both Q2 networks share one recipe so that the comparison is fair; only the convolution differs.
 # Measured on this 2-core CPU: the deformable net trains at ~350 img/s, so 11 epochs fit in 30 minutes.

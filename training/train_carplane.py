@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from .checkpoint import load_tensors, read_metadata, save_checkpoint
-from .data import Split, load_split
-from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
-                   start_run, steps_per_epoch)
+from .checkpoint import load_tensors, read_metadata
+from .data import Split, random_pick
+from .evaluate import classifier_metrics
+from .labelled import classifier_split
+from .loop import FINAL, make_optimizer, optimizer_step, splits_meta, start_run, steps_per_epoch
 from .nets import build
 from .nets.resnet import ResNet50
 from .recipes import Recipe
+from .run import Run
 from .train import augment
+from .triplet import TripletDataset, batch_hard_triplet_loss, embeddings, separation
 
 KINDS = ("linear", "triplet", "joint")
 
@@ -57,14 +59,6 @@ def load_backbone(model: ResNet50, source: str, runs: Path) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def embeddings(model: ResNet50, images: np.ndarray, device: torch.device, batch_size: int = 250) -> Tensor:
-    """2048-d embeddings in float32, batch norms in eval mode: what the exported graph computes."""
-    model.eval()
-    return torch.cat([model.embed(torch.as_tensor(images[i:i + batch_size]).to(device)).float().cpu()
-                      for i in range(0, len(images), batch_size)])
-
-
-@torch.no_grad()
 def augmented_embeddings(model: ResNet50, images: np.ndarray, views: int, augmentation: dict[str, Any],
                          device: torch.device, seed: int) -> Tensor:
     """Embeddings of `views` extra views of every image, view after view: the mirror first, then random
@@ -82,68 +76,28 @@ def augmented_embeddings(model: ResNet50, images: np.ndarray, views: int, augmen
     return torch.cat(cached)
 
 
-def batch_hard_triplet_loss(embedding: Tensor, labels: Tensor, margin: float) -> tuple[Tensor, Tensor]:
-    """Batch-hard triplet loss on L2-normalised embeddings (Hermans et al., 2017).
-
-    Every image of the batch is an anchor, paired with its farthest same-class image and its nearest
-    other-class image. Returns the loss and the share of anchors still violating the margin.
-    """
-    unit = F.normalize(embedding.float(), dim=1)
-    distance = torch.cdist(unit, unit)
-    same = labels.view(-1, 1) == labels.view(1, -1)
-    hardest_positive = distance.masked_fill(~same, 0.0).amax(1)
-    hardest_negative = distance.masked_fill(same, float("inf")).amin(1)
-    violation = F.relu(hardest_positive - hardest_negative + margin)
-    return violation.mean(), (violation > 0).float().mean()
-
-
-class TripletDataset(torch.utils.data.Dataset):
-    """(anchor, positive, negative) uint8 images from a labelled split; every image is an anchor once per epoch.
-
-    Positives and negatives are drawn at random (seeded by epoch); the loss then mines the hardest
-    pairs among all images of a batch, so each batch of T triplets yields 3T anchors.
-    """
-
-    def __init__(self, split: Split, seed: int, epoch: int) -> None:
-        self.images, self.labels = split.images, split.labels
-        rng = np.random.default_rng([seed, epoch])
-        by_class = [np.flatnonzero(split.labels == c) for c in range(len(split.classes))]
-        self.positive = np.array([rng.choice(by_class[label]) for label in split.labels])
-        others = [np.concatenate([m for c, m in enumerate(by_class) if c != label]) for label in range(len(by_class))]
-        self.negative = np.array([rng.choice(others[label]) for label in split.labels])
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        picks = (index, self.positive[index], self.negative[index])
-        return (*(self.images[i] for i in picks), *(self.labels[i] for i in picks))
-
-
-def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, test_split: Split, run_dir: Path,
-              resume: bool, dev: torch.device, bf16: bool, seed: int, progress: bool,
-              save: Any) -> tuple[float, list[dict[str, Any]]]:
+def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, test_split: Split, run: Run,
+              resume: bool, progress: bool) -> tuple[float, list[dict[str, Any]]]:
     """Train the whole network (triplet: backbone only, on triplets; joint: backbone and head, on labelled batches)."""
     margin = recipe.method["margin"]
     triplet_weight = recipe.method.get("triplet_weight", 1.0)
+    dev, bf16 = run.device, run.bf16
     # A triplet batch holds three images per item: batch_size // 3 triplets keep the step cost the same.
     items = recipe.batch_size // 3 if kind == "triplet" else recipe.batch_size
     per_epoch = steps_per_epoch(len(train_split), items)
     optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
-    start_epoch, seconds, history = (restore(run_dir / LAST, recipe, model, optimizer, schedule, per_epoch)
-                                     if resume else (0, 0.0, []))
     test_images, test_labels = torch.as_tensor(test_split.images), torch.as_tensor(test_split.labels)
-    for epoch in range(start_epoch, recipe.epochs):
-        model.train()
-        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        """One pass over the training images; returns the mean of each loss term and count per image."""
+        generator = torch.Generator().manual_seed(run.seed * 1000 + epoch)
         if kind == "triplet":
-            loader = torch.utils.data.DataLoader(TripletDataset(train_split, seed, epoch), batch_size=items,
+            loader = torch.utils.data.DataLoader(TripletDataset(train_split, run.seed, epoch), batch_size=items,
                                                  shuffle=True, generator=generator)
         else:
             loader = torch.utils.data.DataLoader(
                 torch.utils.data.TensorDataset(torch.as_tensor(train_split.images), torch.as_tensor(train_split.labels)),
                 batch_size=items, shuffle=True, generator=generator)
-        began = time.time()
         # Running sums stay on the device: reading them every step would stall a GPU once per batch.
         sums = {key: torch.zeros((), device=dev) for key in ("triplet", "bce", "violating", "correct")}
         seen = 0
@@ -165,15 +119,13 @@ def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, te
                     loss = loss + bce
                     sums["bce"] += bce.detach() * len(labels)
                     sums["correct"] += (logits.argmax(1) == labels).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            optimizer_step(loss, optimizer, schedule)
             sums["triplet"] += triplet.detach() * len(labels)
             sums["violating"] += violating * len(labels)
             seen += len(labels)
-        means = {key: float(total) / seen for key, total in sums.items()}
-        seconds += time.time() - began
+        return {key: float(total) / seen for key, total in sums.items()}
+
+    def record_epoch(epoch: int, means: dict[str, float], seconds: float) -> dict[str, Any]:
         entry = {"epoch": epoch + 1, "stage": kind, "train_triplet": means["triplet"],
                  "train_violating": means["violating"], "seconds": seconds,
                  **held_out_losses(model, test_images, test_labels, margin, dev, bf16)}
@@ -181,11 +133,11 @@ def fine_tune(model: ResNet50, recipe: Recipe, kind: str, train_split: Split, te
             entry.update(train_bce=means["bce"], train_accuracy=means["correct"])
         else:  # the head is trained afterwards: its test BCE would describe an untrained layer
             del entry["test_bce"], entry["test_accuracy"]
-        history.append(entry)
         print(f"{recipe.name} epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in entry.items()
                                                             if isinstance(v, float)), flush=True)
-        save(run_dir / LAST, epoch + 1, seconds, {"history": history}, optimizer_state(optimizer))
-    return seconds, history
+        return entry
+
+    return run.epochs(optimizer, schedule, per_epoch, resume, train_epoch, record_epoch)
 
 
 def held_out_losses(model: ResNet50, images: Tensor, labels: Tensor, margin: float, dev: torch.device,
@@ -228,11 +180,7 @@ def train_head(model: ResNet50, recipe: Recipe, train_features: Tensor, train_la
         order = torch.randperm(len(cache_labels), generator=generator)
         for step in range(per_epoch):
             index = order[step * batch:(step + 1) * batch]
-            loss = F.cross_entropy(model.classify(cache[index]), cache_labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            optimizer_step(F.cross_entropy(model.classify(cache[index]), cache_labels[index]), optimizer, schedule)
         with torch.no_grad():
             train_logits, test_logits = model.classify(train_features), model.classify(test_features)
         history.append({"epoch": first_epoch + epoch + 1, "stage": "head",
@@ -246,54 +194,32 @@ def train_head(model: ResNet50, recipe: Recipe, train_features: Tensor, train_la
     return history
 
 
-def separation(features: Tensor, labels: Tensor) -> dict[str, float]:
-    """How far apart the classes lie in embedding space: silhouette (cosine) and nearest-centroid accuracy."""
-    from sklearn.metrics import silhouette_score
-
-    unit = F.normalize(features, dim=1)
-    centroids = torch.stack([unit[labels == c].mean(0) for c in range(int(labels.max()) + 1)])
-    nearest = (unit @ F.normalize(centroids, dim=1).T).argmax(1)
-    return {"silhouette_cosine": float(silhouette_score(unit.numpy(), labels.numpy(), metric="cosine")),
-            "nearest_centroid_accuracy": float((nearest == labels).float().mean())}
-
-
 def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
                    device: str = "auto", seed: int = 0, progress: bool = True, backbone: str | None = None) -> Path:
     """Train one car/plane variant (recipe.method["kind"]); returns its run folder."""
-    from sklearn.metrics import confusion_matrix
-
     from .plots import write_carplane_plots
 
     kind = recipe.method["kind"]
     if kind not in KINDS:
         raise ValueError(f"unknown car/plane variant {kind!r}; expected one of {KINDS}")
     dev, bf16, run_dir = start_run(recipe, out, device, seed)
-    train_split = load_split(recipe.data, "train", recipe.input_size).only(recipe.classes)
-    test_split = load_split(recipe.data, "test", recipe.input_size).only(recipe.classes)
+    train_split, test_split = classifier_split(recipe, "train"), classifier_split(recipe, "test")
     if limit:
-        pick = np.random.default_rng(seed).permutation(len(train_split))[:limit]
-        train_split = train_split.subset(np.sort(pick))
+        train_split = train_split.subset(random_pick(len(train_split), limit, seed))
+        # The test split is ordered by class: an even spread keeps both.
         test_split = test_split.subset(np.linspace(0, len(test_split) - 1, min(limit, len(test_split))).astype(int))
     labels = list(recipe.method["labels"])
     model = build(recipe.arch, dict(recipe.config, num_classes=len(labels), input_size=recipe.input_size))
     model = model.to(dev).to(memory_format=torch.channels_last)
     backbone_info = load_backbone(model, backbone or recipe.backbone, out)
+    run = Run(recipe, run_dir, model, labels, dev, bf16, seed, splits_meta(train_split, test_split),
+              {"backbone": backbone_info})
     test_labels, train_labels = torch.as_tensor(test_split.labels), torch.as_tensor(train_split.labels)
     before = embeddings(model, test_split.images, dev)
-    data_meta = {"source": train_split.source, "fingerprint_train": train_split.fingerprint,
-                 "fingerprint_test": test_split.fingerprint, "train_images": len(train_split),
-                 "test_images": len(test_split)}
-
-    def save(path: Path, epochs_done: int, seconds: float, metrics: dict[str, Any],
-             extra: dict[str, Tensor] | None = None) -> None:
-        meta = checkpoint_meta(recipe, model, labels, epochs_done, seconds, dev, bf16, seed, metrics, data_meta,
-                               backbone=backbone_info)
-        save_checkpoint(path, model, meta, extra)
 
     seconds, history = 0.0, []
     if kind in ("triplet", "joint"):
-        seconds, history = fine_tune(model, recipe, kind, train_split, test_split, run_dir, resume, dev, bf16, seed,
-                                     progress, save)
+        seconds, history = fine_tune(model, recipe, kind, train_split, test_split, run, resume, progress)
     began = time.time()
     model.requires_grad_(False).head.requires_grad_(True)
     train_features = embeddings(model, train_split.images, dev)
@@ -308,17 +234,9 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
 
     with torch.no_grad():
         train_logits, test_logits = model.classify(train_features), model.classify(test_features)
-    predicted = test_logits.argmax(1)
-    matrix = confusion_matrix(test_labels.numpy(), predicted.numpy(), labels=range(len(labels)))
     metrics: dict[str, Any] = {
-        "test_accuracy": float((predicted == test_labels).float().mean()),
-        "test_loss": float(F.cross_entropy(test_logits, test_labels)),
-        "train_accuracy": float((train_logits.argmax(1) == train_labels).float().mean()),
-        "train_loss": float(F.cross_entropy(train_logits, train_labels)),
-        "train_accuracy_note": f"all {len(train_split)} train images, no augmentation",
-        "test_images": len(test_split),
-        "per_class_accuracy": per_class_accuracy(matrix, labels),
-        "confusion_matrix": matrix.tolist(),
+        **classifier_metrics(test_logits, test_labels, train_logits, train_labels, labels,
+                             f"all {len(train_split)} train images, no augmentation"),
         "embedding_separation": {"before": separation(before, test_labels),
                                  "after": separation(test_features, test_labels)},
         "triplet": {"margin": recipe.method.get("margin"), "distance": "euclidean on L2-normalised embeddings",
@@ -326,7 +244,5 @@ def train_carplane(recipe: Recipe, out: Path = Path("runs"), resume: bool = True
         "history": history,
         "train_seconds": seconds,
     }
-    save(run_dir / FINAL, recipe.epochs, seconds, metrics)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_carplane_plots(run_dir, metrics, labels, before, test_features, test_labels, frozen=kind == "linear")
-    return run_dir
+    return run.end(metrics, lambda final: write_carplane_plots(run_dir, final, labels, before, test_features,
+                                                               test_labels, frozen=kind == "linear"))

@@ -1,10 +1,8 @@
 """Training the changer on pairs generated on the fly from CIFAR-10 and Caltech-101 photographs."""
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -13,59 +11,17 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import save_checkpoint
-from .data import Split, load_hashed_split, load_split
-from .loop import (FINAL, LAST, checkpoint_meta, make_optimizer, optimizer_state, per_class_accuracy, restore,
-                   start_run)
+from .changer_data import PairStream, mixed_pairs, source_images, source_sets
+from .evaluate import per_class_accuracy
+from .loop import make_optimizer, optimizer_step, start_run
 from .nets import build
 from .nets.changer import normalise
 from .pairs import CHANGE_LABELS, CLASS_CHANGES, CHANGES, PARAM_NAMES, Pairs, make_pairs
 from .recipes import Recipe
+from .run import Run
 
-CIFAR_SIZE = 32
-PHOTO_SIZE = 160  # Caltech photographs are cached as 160x160 centre crops; views are ~50 px of them
 VAL_PAIRS = 2000
 TEST_PAIRS_PER_SOURCE = 4000
-
-
-def source_sets(data_root: str, split: str) -> dict[str, Split]:
-    """Source images of one split, by origin. CIFAR's train split gives train (19/20) and val (1/20)."""
-    root = Path(data_root)
-    cifar = load_split(str(root / "cifar10-jpeg"), "test" if split == "test" else "train", CIFAR_SIZE)
-    if split != "test":
-        keep = (np.arange(len(cifar)) % 20 == 0) == (split == "val")
-        cifar = cifar.subset(keep)
-    return {"cifar10": cifar, "caltech101": load_hashed_split(root / "caltech101-subset", split, PHOTO_SIZE)}
-
-
-def source_images(sets: dict[str, Split]) -> dict[str, np.ndarray]:
-    return {origin: split.images for origin, split in sets.items()}
-
-
-def mixed_pairs(sources: dict[str, np.ndarray], n: int, size: int, seed: int) -> Pairs:
-    """`n` pairs, an equal share from each source set (deterministic by seed)."""
-    return Pairs.concat([make_pairs(images, n // len(sources), size, [seed, k])
-                         for k, images in enumerate(sources.values())])
-
-
-class PairStream(torch.utils.data.IterableDataset):
-    """Endless training batches; each (epoch, step) has its own seed, so a resumed run sees the same data.
-
-    Under data parallelism each rank generates its own share of every global batch, from its own seeds.
-    """
-
-    def __init__(self, sources: dict[str, np.ndarray], batch: int, size: int, seed: int, epoch: int, steps: int,
-                 world: distributed.World = distributed.World()):
-        self.sources, self.size, self.seed, self.epoch, self.steps = sources, size, seed, epoch, steps
-        self.batch, self.world = batch // world.size, world
-
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        torch.set_num_threads(1)
-        for step in range(self.steps):
-            seed = (self.seed * 10**9 + self.epoch * 10**5 + step) * self.world.size + self.world.rank
-            pairs = mixed_pairs(self.sources, self.batch, self.size, seed)
-            yield (torch.from_numpy(pairs.a), torch.from_numpy(pairs.b), torch.from_numpy(pairs.labels),
-                   torch.from_numpy(pairs.params).float())
 
 
 #: Weight of the parameter term against the change BCE, and smooth L1's beta (in normalised units).
@@ -142,7 +98,11 @@ def pair_metrics(pairs: Pairs, outputs: tuple[np.ndarray, np.ndarray, np.ndarray
 
 def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True, limit: int | None = None,
                   device: str = "auto", seed: int = 0, progress: bool = True) -> Path:
-    """Train the changer; returns the run folder (model.safetensors, metrics.json, plots)."""
+    """Train the changer; returns the run folder (model.safetensors, metrics.json, plots).
+
+    Training pairs are generated afresh at every step; the validation pairs (scored after every epoch)
+    and the test pairs (scored at the end) are fixed by the seed.
+    """
     dev, bf16, run_dir = start_run(recipe, out, device, seed)
     world = distributed.init(dev)
     size = recipe.input_size
@@ -154,26 +114,19 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
     model = build(recipe.arch, dict(recipe.config, input_size=size)).to(dev).to(memory_format=torch.channels_last)
     raw = distributed.wrap(model, world, "raw")
     optimizer, schedule = make_optimizer(model, recipe, recipe.epochs * per_epoch)
-    last = run_dir / LAST
-    start_epoch, train_seconds, history = (0, 0.0, [])
-    if resume:
-        start_epoch, train_seconds, history = restore(last, recipe, model, optimizer, schedule, per_epoch)
     fingerprints = {f"{origin}_{split}": source.fingerprint for split, group in sets.items()
                     for origin, source in group.items()}
     data_meta = {"source": str(Path(recipe.data)), "fingerprints": fingerprints,
                  "sources": {"train": "CIFAR-10 train (19 of every 20) + Caltech-101 subset train hash bucket (80%)",
                              "val": "CIFAR-10 train (1 of every 20) + Caltech-101 subset val bucket (5%)",
                              "test": "CIFAR-10 test + Caltech-101 subset test bucket (15%)"}}
+    run = Run(recipe, run_dir, model, list(CHANGE_LABELS), dev, bf16, seed, data_meta,
+              {"changes": list(CHANGES), "param_names": list(PARAM_NAMES)})
 
-    def meta_for(epochs_done: int, metrics: dict[str, Any]) -> dict[str, Any]:
-        return checkpoint_meta(recipe, model, list(CHANGE_LABELS), epochs_done, train_seconds, dev, bf16, seed,
-                               metrics, data_meta, changes=list(CHANGES), param_names=list(PARAM_NAMES))
-
-    for epoch in range(start_epoch, recipe.epochs):
-        model.train()
+    def train_epoch(epoch: int) -> list[float]:
+        """`per_epoch` steps on freshly generated pairs; returns (pairs seen, correct, loss sum) over all ranks."""
         stream = PairStream(train_sources, recipe.batch_size, size, seed, epoch, per_epoch, world)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1 if not limit else 0)
-        began = time.time()
         seen, correct, loss_sum = 0, 0, 0.0
         bar = tqdm(loader, total=per_epoch, desc=f"{recipe.name} epoch {epoch + 1}/{recipe.epochs}",
                    disable=not (progress and world.is_main), mininterval=10)
@@ -181,33 +134,31 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
             a, b, labels, params = a.to(dev), b.to(dev), labels.to(dev), params.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 loss, predicted = changer_loss(raw, a, b, labels, params)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            optimizer_step(loss, optimizer, schedule)
             seen += len(labels)
             correct += int((predicted == labels).sum())
             loss_sum += float(loss.detach()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-        train_seconds += time.time() - began
-        seen, correct, loss_sum = world.sum(seen, correct, loss_sum)
-        if not world.is_main:  # rank 0 evaluates and writes the run folder
-            continue
+        return world.sum(seen, correct, loss_sum)
+
+    def record_epoch(epoch: int, sums: list[float], seconds: float) -> dict[str, Any]:
+        seen, correct, loss_sum = sums
         val = pair_metrics(val_pairs, predict_pairs(model, val_pairs, dev, bf16))
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                        "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": train_seconds,
-                        "val_median_angle_error_deg": val["median_angle_error_deg"],
-                        "val_median_shift_error": val["median_shift_error"],
-                        "val_median_abs_log_scale_error": val["median_abs_log_scale_error"]})
         print(f"{recipe.name} epoch {epoch + 1}: train loss {loss_sum / seen:.4f} acc {correct / seen:.4f} | val acc "
               f"{val['accuracy']:.4f} angle {val['median_angle_error_deg']:.2f}° shift {val['median_shift_error']:.4f} "
-              f"log-scale {val['median_abs_log_scale_error']:.4f} | {train_seconds:.0f}s", flush=True)
-        save_checkpoint(last, model, meta_for(epoch + 1, {"history": history}), optimizer_state(optimizer))
+              f"log-scale {val['median_abs_log_scale_error']:.4f} | {seconds:.0f}s", flush=True)
+        return {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": seconds,
+                "val_median_angle_error_deg": val["median_angle_error_deg"],
+                "val_median_shift_error": val["median_shift_error"],
+                "val_median_abs_log_scale_error": val["median_abs_log_scale_error"]}
 
-    world.finish()
+    seconds, history = run.epochs(optimizer, schedule, per_epoch, resume, train_epoch, record_epoch, world)
     if not world.is_main:
         return run_dir
-    metrics: dict[str, Any] = {"history": history, "train_seconds": train_seconds}
+    from .plots import write_pair_grid, write_plots
+
+    metrics: dict[str, Any] = {"history": history, "train_seconds": seconds}
     test_sources = source_images(sets["test"])
     n_test = min(TEST_PAIRS_PER_SOURCE, limit or TEST_PAIRS_PER_SOURCE)
     test_pairs = {name: make_pairs(images, n_test, size, [seed + 2, k])
@@ -221,10 +172,9 @@ def train_changer(recipe: Recipe, out: Path = Path("runs"), resume: bool = True,
                     "confusion_matrix": combined["confusion_matrix"],
                     "train_accuracy": history[-1]["train_accuracy"] if history else None,
                     "train_accuracy_note": "running accuracy over the last epoch's generated training pairs"})
-    save_checkpoint(run_dir / FINAL, model, meta_for(recipe.epochs, metrics))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    from .plots import write_pair_grid, write_plots
 
-    write_plots(run_dir, metrics, list(CHANGE_LABELS))
-    write_pair_grid(run_dir / "pairs.png", mixed_pairs(test_sources, 64, size, seed + 3))
-    return run_dir
+    def plots(final: dict[str, Any]) -> None:
+        write_plots(run_dir, final, list(CHANGE_LABELS))
+        write_pair_grid(run_dir / "pairs.png", mixed_pairs(test_sources, 64, size, seed + 3))
+
+    return run.end(metrics, plots)

@@ -1,4 +1,4 @@
-"""python -m export.runtimes [--json FILE]: every model's self-contained ONNX file in other runtimes.
+"""python -m bench.runtimes [--data DIR] [--json FILE]: every model's self-contained ONNX file in other runtimes.
 
 For each model, the file `zoo export-onnx` writes (the portable form where there is one) runs its test
 vectors in onnxruntime, OpenVINO with an f32 precision hint and OpenVINO with its defaults (bf16 on CPUs
@@ -20,12 +20,16 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import zoo
+from zoo.card import ModelCard
 from zoo.model import softmax
 from zoo.runtime import PORTABLE_GRAPH_FILE
 
-from .bench import cpu_name
+from .data import add_data_option, data_folder, relocated
+from .tables import runtimes_table
+from .timing import BATCH, cpu_name
 
 RUNTIMES = ("onnxruntime", "openvino f32", "openvino default")
+#: A runtime's `feeds -> outputs` on one ONNX file.
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
 
@@ -48,9 +52,9 @@ def runners(path: Path, openvino_default: bool = True) -> dict[str, Runner]:
 
 def predicted(run: Runner, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """Each input's top class (the first output's argmax), 64 inputs a run."""
-    from .quantize import batches
-
-    return np.concatenate([run(batch)[0].argmax(1) for batch in batches(feeds)])
+    count = len(next(iter(feeds.values())))
+    return np.concatenate([run({name: array[start:start + BATCH] for name, array in feeds.items()})[0].argmax(1)
+                           for start in range(0, count, BATCH)])
 
 
 def probabilities(task: str, outputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -70,7 +74,18 @@ def shipped_vectors(name: str) -> tuple[dict[str, np.ndarray], list[np.ndarray]]
     return feeds, outputs
 
 
-def measure(name: str, folder: Path) -> dict[str, Any]:
+def classifier_test_split(card: ModelCard, data: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A classifier's whole test split, read from the data folder `data`: the feeds, and the true classes."""
+    from training.labelled import classifier_split
+    from training.recipes import Recipe
+
+    split = classifier_split(relocated(Recipe.from_record(card.provenance["training"]["recipe"]), data), "test")
+    return {card.inputs[0].name: np.ascontiguousarray(split.images)}, np.asarray(split.labels)
+
+
+def measure_file(name: str, folder: Path, data: Path) -> dict[str, Any]:
+    """Model `name`'s self-contained ONNX file, written into `folder`, in each runtime: its probabilities
+    against the shipped test vectors and, for an int8 variant, its test accuracy on the split in `data`."""
     card = zoo.card(name)
     path = zoo.save_onnx(name, folder, portable=PORTABLE_GRAPH_FILE in card.files)  # named as the README names it
     feeds, outputs = shipped_vectors(name)
@@ -82,35 +97,22 @@ def measure(name: str, folder: Path) -> dict[str, Any]:
         report[runtime] = {"max_abs_probability_diff": max(float(np.abs(a - b).max()) for a, b in zip(got, expected)),
                            "same_top_class": all(bool((a.argmax(1) == b.argmax(1)).all()) for a, b in zip(got, expected))}
     if name.endswith("-int8"):
-        from .quantize import labelled_inputs
-
-        split, truth = labelled_inputs(card, "test", None, seed=0)
+        split, truth = classifier_test_split(card, data)
         for runtime, run in runs.items():
             report[runtime]["test_accuracy"] = float((predicted(run, split) == truth).mean())
     return report
 
 
-def table(reports: dict[str, dict[str, Any]]) -> str:
-    rows = ["| model | file | " + " | ".join(RUNTIMES) + " |", "| --- | --- | " + " | ".join("---" for _ in RUNTIMES) + " |"]
-    for name, report in reports.items():
-        cells = []
-        for runtime in RUNTIMES:
-            result = report[runtime]
-            cell = f"{result['max_abs_probability_diff']:.1e}" + ("" if result["same_top_class"] else " (top class differs)")
-            if "test_accuracy" in result:
-                cell += f"; test {result['test_accuracy']:.2%}"
-            cells.append(cell)
-        rows.append(f"| `{name}` | `{report['file']}` | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m export.runtimes", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    """Run every model's ONNX file in each runtime and print (and optionally save) the comparison."""
+    parser = argparse.ArgumentParser(prog="python -m bench.runtimes", description=__doc__.splitlines()[0])
+    add_data_option(parser)
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    data = data_folder(parser, args)
     with tempfile.TemporaryDirectory() as tmp:
-        reports = {name: measure(name, Path(tmp)) for name in zoo.list()}
-    print(table(reports))
+        reports = {name: measure_file(name, Path(tmp), data) for name in zoo.list()}
+    print(runtimes_table(reports, RUNTIMES))
     if args.json:
         import openvino
 

@@ -1,4 +1,4 @@
-"""python -m training.bench_train [NAME ...] [--json FILE]: training speed against this machine's ceiling.
+"""python -m bench.train [NAME ...] [--data DIR] [--json FILE]: training speed against this machine's ceiling.
 
 Per model, a few optimizer steps exactly as its training loop takes them (the recipe's batch size,
 augmentation or pair generator, bf16 autocast where the CPU has it, channels-last), after warm-up steps:
@@ -23,15 +23,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import load_split
-from .loop import bf16_is_fast, make_optimizer
-from .nets import build
-from .recipes import RECIPES, Recipe
+import zoo
+from training.data import load_split
+from training.loop import bf16_is_fast, make_optimizer
+from training.nets import build
+from training.recipes import RECIPES, Recipe
+
+from .data import add_data_option, data_folder, relocated
+from .goals import data_share_goal_met
+from .tables import training_table
+from .torch_engines import gflop_per_image, matmul_ceiling, torch_module
 
 #: Models whose training loop this measures (the car/plane variants: see the module's docstring).
 MEASURED = ("cnn", "deformable-cnn", "changer", "resnet50-cifar8")
-#: The goal for the data-loading share of a training step.
-MAX_DATA_SHARE = 0.10
+#: The length of the learning-rate schedule the measured steps are taken on.
 FULL_RUN_STEPS = 10_000
 #: The tensors of one training batch, as the loss function takes them.
 Batch = tuple[Tensor, ...]
@@ -39,7 +44,7 @@ Batch = tuple[Tensor, ...]
 
 def classifier_batches(recipe: Recipe, seed: int = 0) -> tuple[Iterator[Batch], int]:
     """(images, targets) as `training.train.train` draws them: a shuffled gather, then `augment`; and the class count."""
-    from .train import augment
+    from training.train import augment
 
     split = load_split(recipe.data, "train", recipe.input_size)
     if recipe.classes:
@@ -58,7 +63,7 @@ def classifier_batches(recipe: Recipe, seed: int = 0) -> tuple[Iterator[Batch], 
 
 def changer_batches(recipe: Recipe, steps: int, seed: int = 0) -> Iterator[Batch]:
     """(a, b, labels, params) from the changer's own PairStream behind a one-worker DataLoader, as it trains."""
-    from .train_changer import PairStream, source_images, source_sets
+    from training.changer_data import PairStream, source_images, source_sets
 
     sources = source_images(source_sets(recipe.data, "train"))
     stream = PairStream(sources, recipe.batch_size, recipe.input_size, seed, 0, steps)
@@ -68,7 +73,7 @@ def changer_batches(recipe: Recipe, steps: int, seed: int = 0) -> Iterator[Batch
 def step_function(recipe: Recipe, steps: int) -> tuple[Iterator[Batch], Callable[[Batch], Tensor], int]:
     """The model's batches, its loss on one batch, and the images one batch holds (a pair counts as one input)."""
     if recipe.task == "change-detection":
-        from .train_changer import changer_loss
+        from training.train_changer import changer_loss
 
         model = build(recipe.arch, dict(recipe.config, input_size=recipe.input_size))
         batches: Iterator[Batch] = changer_batches(recipe, steps)
@@ -98,9 +103,8 @@ def step_function(recipe: Recipe, steps: int) -> tuple[Iterator[Batch], Callable
     return batches, step, recipe.batch_size
 
 
-def measure(name: str, steps: int, warmup: int) -> dict[str, Any]:
+def measure_steps(recipe: Recipe, steps: int, warmup: int) -> dict[str, Any]:
     """Seconds spent getting batches and computing steps over `steps` steps after `warmup` untimed ones."""
-    recipe = RECIPES[name]
     batches, step, images = step_function(recipe, warmup + steps)
     data_s = compute_s = 0.0
     for index in range(warmup + steps):
@@ -119,45 +123,38 @@ def measure(name: str, steps: int, warmup: int) -> dict[str, Any]:
 
 def gflop_per_input(name: str) -> float:
     """Forward GFLOP of one input, counted on the shipped model's network (its training form)."""
-    import zoo
-    from export.bench import gflop_per_image, torch_module
-
     card = zoo.card(name)
     deformable = card.provenance["architecture"]["config"].get("deformable")
     return gflop_per_image(torch_module(card, "sampled" if deformable else None), card)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_train", description=__doc__.split("\n\n")[0])
+    """Time the training steps of the models named on the command line and report."""
+    parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help=f"models (default: {' '.join(MEASURED)})")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: every CPU)")
+    add_data_option(parser)
     parser.add_argument("--json", type=Path, help="write the measurements here")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(MEASURED))
     if unknown:
         parser.error(f"no training loop measured for {unknown}; choose from {MEASURED}")
-    from export.bench import matmul_ceiling
-
+    data = data_folder(parser, args)
     ceilings = {"fp32": matmul_ceiling(args.threads, torch.float32),
                 "bf16": matmul_ceiling(args.threads, torch.bfloat16)}
     print(f"matmul ceilings: fp32 {ceilings['fp32']:.1f}, bf16 {ceilings['bf16']:.1f} GFLOP/s", file=sys.stderr)
     rows = {}
     for name in args.names or MEASURED:
         print(f"  {name}", file=sys.stderr, flush=True)
-        row = measure(name, args.steps, args.warmup)
+        row = measure_steps(relocated(RECIPES[name], data), args.steps, args.warmup)
         row["gflop_per_input"] = gflop_per_input(name)
         row["train_gflops"] = 3 * row["gflop_per_input"] * row["train_ips"]
         row["ceiling_share"] = {key: row["train_gflops"] / value for key, value in ceilings.items()}
-        row["data_share_goal_met"] = row["data_share"] <= MAX_DATA_SHARE
+        row["data_share_goal_met"] = data_share_goal_met(row)
         rows[name] = row
-    print("| model | batch | step s | train img/s | GFLOP/s (of fp32 / bf16 ceiling) | data share of step |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, row in rows.items():
-        print(f"| {name} | {row['batch_size']} | {row['step_s']:.3f} | {row['train_ips']:.0f} | "
-              f"{row['train_gflops']:.0f} ({row['ceiling_share']['fp32']:.0%} / {row['ceiling_share']['bf16']:.0%}) | "
-              f"{row['data_share']:.1%} |")
+    print(training_table(rows))
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "matmul_ceiling_gflops": ceilings,
                                          "load_average": os.getloadavg(), "models": rows}, indent=2) + "\n")

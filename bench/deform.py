@@ -1,20 +1,25 @@
-"""python -m training.bench_deform: training speed of deformable-cnn with each deformable implementation.
+"""python -m bench.deform: training speed of deformable-cnn with each deformable implementation.
 
 Batch 256 of random uint8 images, three timed SGD steps after one warm-up. torchvision's CPU kernel
 does not run under bf16 autocast (it wants float32 for every input), so it is timed in fp32.
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
-from .nets import build
-from .recipes import RECIPES
+from training.nets import build
+from training.recipes import RECIPES
+
+#: Each implementation with the precisions it is timed in (bf16: under autocast).
+IMPLEMENTATIONS = (("sampled", True), ("sampled", False), ("torchvision", False))
 
 
 def images_per_second(implementation: str, bf16: bool, batch: int = 256, steps: int = 3) -> float:
+    """Training images per second of deformable-cnn's network with `implementation`, over `steps` SGD steps."""
     torch.manual_seed(0)
     config = dict(RECIPES["deformable-cnn"].config, deform_implementation=implementation)
     net = build("small-cnn", config).to(memory_format=torch.channels_last)
@@ -32,7 +37,13 @@ def images_per_second(implementation: str, bf16: bool, batch: int = 256, steps: 
     return steps * batch / (time.perf_counter() - began)
 
 
-if __name__ == "__main__":
-    for implementation, bf16 in (("sampled", True), ("sampled", False), ("torchvision", False)):
+def main(argv: list[str] | None = None) -> None:
+    """Print the training images per second of each implementation and precision."""
+    argparse.ArgumentParser(prog="python -m bench.deform", description=__doc__.split("\n\n")[0]).parse_args(argv)
+    for implementation, bf16 in IMPLEMENTATIONS:
         rate = images_per_second(implementation, bf16)
         print(f"{implementation:<12} {'bf16' if bf16 else 'fp32'}  {rate:7.0f} images/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Markdown tables of the measurements."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+#: The inference table's columns: title, the row's key (or keys) and the format of its cell.
+COLUMNS = (("model", "name", "{}"), ("GFLOP/img", "gflop_per_image", "{:.3f}"),
+           ("ort b1 ms p50/p99", ("ort_ms_b1", "ort_p99_ms_b1"), "{:.2f}/{:.2f}"),
+           ("torch b1 ms", "torch_ms_b1", "{:.2f}"), ("compile b1 ms", "compile_ms_b1", "{:.2f}"),
+           ("OpenVINO b1 ms", "openvino_ms_b1", "{:.2f}"),
+           ("ort b64 img/s", "ort_ips_b64", "{:.0f}"), ("torch b64 img/s", "torch_ips_b64", "{:.0f}"),
+           ("compile b64 img/s", "compile_ips_b64", "{:.0f}"), ("OpenVINO b64 img/s", "openvino_ips_b64", "{:.0f}"),
+           ("vs torch b1/b64", ("speedup_b1_vs_torch", "speedup_b64_vs_torch"), "{:.1f}x/{:.1f}x"),
+           ("vs OpenVINO b1/b64", ("speedup_b1_vs_openvino", "speedup_b64_vs_openvino"), "{:.2f}x/{:.2f}x"),
+           ("files img/s (share)", ("e2e_ips_b64", "e2e_share"), "{:.0f} ({:.0%})"),
+           ("cold load+1st s", "cold_first_prediction_s", "{:.2f}"),
+           ("ort GFLOP/s (of ceiling)", ("ort_gflops", "ort_ceiling_share"), "{:.1f} ({:.0%})"),
+           ("trained img/s (GFLOP/s)", ("train_ips", "train_gflops"), "{:.0f} ({:.0f})"))
+
+
+def markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A Markdown table of `header` and the cells of `rows`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def inference_table(rows: list[dict[str, Any]]) -> str:
+    """The inference measurements of each model (`python -m bench`); "—" where an engine did not run."""
+    def cell(row: dict[str, Any], keys: str | tuple[str, ...], fmt: str) -> str:
+        keys = (keys,) if isinstance(keys, str) else keys
+        return fmt.format(*(row[k] for k in keys)) if all(k in row for k in keys) else "—"
+
+    return markdown([title for title, _, _ in COLUMNS], ([cell(row, keys, fmt) for _, keys, fmt in COLUMNS]
+                                                         for row in rows))
+
+
+def variants_table(rows: list[dict[str, Any]]) -> str:
+    """zoo's onnxruntime settings against each alternative: batch-1 p50 / p99 ms and batch-64 images/s."""
+    swept = [row for row in rows if "ort_session_variants" in row]
+    variants = list(swept[0]["ort_session_variants"]) if swept else []
+    return markdown(["model", *variants], ([row["name"], *(f"{c['ms_b1']:.2f} / {c['p99_ms_b1']:.2f} ms, "
+                                                           f"{c['ips_b64']:.0f}/s"
+                                                           for c in map(row["ort_session_variants"].get, variants))]
+                                          for row in swept))
+
+
+def training_table(rows: dict[str, dict[str, Any]]) -> str:
+    """Training speed of each model (`python -m bench.train`) against the matmul ceilings."""
+    return markdown(["model", "batch", "step s", "train img/s", "GFLOP/s (of fp32 / bf16 ceiling)",
+                     "data share of step"],
+                    ([name, str(row["batch_size"]), f"{row['step_s']:.3f}", f"{row['train_ips']:.0f}",
+                      f"{row['train_gflops']:.0f} ({row['ceiling_share']['fp32']:.0%} / "
+                      f"{row['ceiling_share']['bf16']:.0%})", f"{row['data_share']:.1%}"]
+                     for name, row in rows.items()))
+
+
+def runtimes_table(reports: dict[str, dict[str, Any]], runtimes: Sequence[str]) -> str:
+    """Each model's self-contained ONNX file in each runtime (`python -m bench.runtimes`): the largest
+    probability difference from the shipped test vectors, and the int8 variants' test accuracy."""
+    def cell(result: dict[str, Any]) -> str:
+        text = f"{result['max_abs_probability_diff']:.1e}" + ("" if result["same_top_class"] else " (top class differs)")
+        return text + (f"; test {result['test_accuracy']:.2%}" if "test_accuracy" in result else "")
+
+    return markdown(["model", "file", *runtimes], ([f"`{name}`", f"`{report['file']}`",
+                                                    *(cell(report[runtime]) for runtime in runtimes)]
+                                                   for name, report in reports.items()))

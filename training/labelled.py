@@ -1,0 +1,42 @@
+"""A recipe's labelled inputs by split, as its graph takes them: what export validates, calibrates and
+measures a trained model on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .changer_data import mixed_pairs, source_images, source_sets
+from .data import Split, load_split
+from .recipes import Recipe
+
+
+@dataclass
+class LabelledInputs:
+    """uint8 NHWC arrays in the graph's input order (one image, or the two views of a pair) and the true classes."""
+
+    inputs: tuple[np.ndarray, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> "LabelledInputs":
+        return LabelledInputs(tuple(np.ascontiguousarray(array[keep]) for array in self.inputs), self.labels[keep])
+
+
+def recipe_inputs(recipe: Recipe, split: str, pairs: int, seed: int) -> LabelledInputs:
+    """Split `split` of the recipe's data at its input size: a classifier's whole split (restricted to the
+    classes it trained on), or `pairs` change-detection pairs generated from that split's sources with `seed`."""
+    size = recipe.input_size
+    if recipe.task == "change-detection":
+        generated = mixed_pairs(source_images(source_sets(recipe.data, split)), pairs, size, seed)
+        return LabelledInputs((generated.a, generated.b), generated.labels)
+    images = classifier_split(recipe, split)
+    return LabelledInputs((images.images,), images.labels)
+
+
+def classifier_split(recipe: Recipe, split: str) -> Split:
+    """A classifier's split at its input size, restricted to the recipe's classes when it names some."""
+    images = load_split(recipe.data, split, recipe.input_size)
+    return images.only(recipe.classes) if recipe.classes else images

@@ -1,7 +1,7 @@
 """The zoo's Gradio demo: `python app.py [--host 127.0.0.1] [--port 7860] [--share]`.
 
 Tabs come from the registry: every installed model whose card names a demo group
-(`card.extra["demo"]`) appears in that group's tab, a model without one gets a tab of its own, and
+(`card.demo`) appears in that group's tab, a model without one gets a tab of its own, and
 the Models tab shows every card. The named endpoints are the groups' names (/carplane, /cifar10,
 /changer).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -19,19 +20,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
-import numpy as np
-from PIL import Image, ImageDraw
+# No usage statistics or telemetry leave the machine: set before gradio (and huggingface_hub) are imported.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import zoo
-from zoo.cli import SUMMARY_HEADER, model_summaries
-from zoo.geometry import pair_from_photo, warp_like_b
-from zoo.preprocess import load_image
-from zoo.runtime import create_session
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.cli import SUMMARY_HEADER, model_summaries  # noqa: E402
+from zoo.geometry import pair_from_photo, warp_like_b  # noqa: E402
+from zoo.preprocess import load_image  # noqa: E402
+from zoo.runtime import create_session  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 MAX_FILE_SIZE = "10mb"
-CONCURRENCY = 2  # this machine has 2 cores; more parallel runs only queue inside onnxruntime
+CONCURRENCY = 2  # predictions run at once; on a small CPU more parallel runs only queue inside onnxruntime
 QUEUE_SIZE = 64
 SOURCES = ["upload", "clipboard"]
 #: Inputs reach zoo as uploaded (image_mode=None): zoo/preprocess.py is the one place images are converted.
@@ -50,8 +55,8 @@ class Demo:
 
 #: The demo tabs the page always has, in this order; which models fill them comes from the cards.
 DEMOS = {
-    "carplane": Demo("Car or plane", "The report's Q1: one car/plane question, three ways of training for it; "
-                                     "each variant's label and probability, with its test accuracy."),
+    "carplane": Demo("Car or plane", "Is it a car or a plane? The models trained for it three ways, and their int8 "
+                                     "variants, side by side: each one's label and probability, with its test accuracy."),
     "cifar10": Demo("CIFAR-10", "A plain CNN and the same network with deformable convolutions, side by side; "
                                 "below the deformable one, where its first layer actually samples."),
     "changer": Demo("Changer", "Two views of one scene: which changes (shift, rotation, zoom) turn A into B, "
@@ -79,7 +84,7 @@ def load_groups() -> dict[str, list[zoo.Model]]:
     """Models by demo group, the DEMOS first (empty where none is installed), then the rest in registry order."""
     groups: dict[str, list[zoo.Model]] = defaultdict(list, {group: [] for group in DEMOS})
     for name in zoo.list():
-        groups[zoo.card(name).extra.get("demo") or name].append(zoo.load(name))
+        groups[zoo.card(name).demo or name].append(zoo.load(name))
     return dict(groups)
 
 
@@ -288,7 +293,7 @@ def models_tab() -> None:
 
 def build_demo() -> gr.Blocks:
     groups = load_groups()
-    with gr.Blocks(title="Model zoo") as demo:
+    with gr.Blocks(title="Model zoo", analytics_enabled=False) as demo:
         gr.Markdown("# Model zoo\nONNX models run by onnxruntime; every figure comes from the model's card. "
                     "Each prediction shows the provider it ran on and its latency.")
         for group, models in groups.items():

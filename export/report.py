@@ -1,4 +1,4 @@
-"""python -m export.report: the README's tables of shipped models, from their cards;
+"""python -m export.report: the tables of shipped models that README.md and docs/ show, from their cards;
    python -m export.report --readmes: every model's README.md re-rendered from its card."""
 from __future__ import annotations
 
@@ -164,6 +164,71 @@ def without_zoo(card: zoo.ModelCard) -> list[str]:
     return lines
 
 
+#: The works the models build on, cited in their READMEs' "References".
+REFERENCES = {
+    "report": "The course report whose three questions these models answer (Q1 car or plane, Q2 plain against "
+              "deformable CNN, Q3 the changer); its figures are the ones the models are compared with.",
+    "resnet": "K. He, X. Zhang, S. Ren, J. Sun. Deep Residual Learning for Image Recognition. CVPR 2016. "
+              "arXiv:1512.03385.",
+    "deformable": "J. Dai, H. Qi, Y. Xiong, Y. Li, G. Zhang, H. Hu, Y. Wei. Deformable Convolutional Networks. "
+                  "ICCV 2017. arXiv:1703.06211.",
+    "facenet": "F. Schroff, D. Kalenichenko, J. Philbin. FaceNet: A Unified Embedding for Face Recognition and "
+               "Clustering. CVPR 2015. arXiv:1503.03832 (the triplet loss).",
+    "batch-hard": "A. Hermans, L. Beyer, B. Leibe. In Defense of the Triplet Loss for Person Re-Identification. "
+                  "arXiv:1703.07737, 2017 (batch-hard mining).",
+}
+
+#: The data sets a card's provenance can name, as they are cited.
+DATASETS = {
+    "CIFAR-10": "CIFAR-10 (A. Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009)",
+    "Caltech-101": "Caltech-101 (L. Fei-Fei, R. Fergus, P. Perona, Learning Generative Visual Models from Few "
+                   "Training Examples, CVPR 2004 Workshop on Generative-Model Based Vision)",
+}
+
+
+def _source_card(card: zoo.ModelCard) -> zoo.ModelCard:
+    """The float model an int8 variant was quantized from (what it was trained as); the card itself otherwise."""
+    source = card.quantized_from
+    return zoo.card(source) if source and source in zoo.list() else card
+
+
+def license_section(card: zoo.ModelCard) -> list[str]:
+    """Code, weights and data: who they come from and under which terms, from the card's provenance."""
+    prov = card.provenance
+    provenance_text = f"{prov.get('data_note', '')} {json.dumps(prov.get('data', {}))}"
+    datasets = [cite for name, cite in DATASETS.items() if name.lower() in provenance_text.lower()]
+    backbone = prov.get("backbone") or {}
+    if backbone.get("source") == "imagenet":
+        start = f"the backbone started from {backbone_note(backbone)}, whose own terms apply to it"
+    elif backbone:
+        start = f"the backbone is `{backbone.get('name')}`, also trained by this project; no third-party pretrained weights"
+    else:
+        start = "from a random start; no third-party pretrained weights"
+    quantized = (f" and quantized from `{card.quantized_from}` by `python -m export quantize`"
+                 if card.quantized_from else "")
+    return ["## License", "",
+            "- code: MIT (`pyproject.toml`), the license of the package that ships this folder.",
+            f"- weights: trained by this project's own code (`python -m training`, then `python -m export`){quantized}: "
+            f"{start}.",
+            f"- data: trained and tested on {' and '.join(datasets) if datasets else 'the data named in Provenance'}, "
+            "under the data sets' own terms of use.", ""]
+
+
+def references_section(card: zoo.ModelCard) -> list[str]:
+    """The works behind the model: its architecture, its losses and the course report."""
+    source = _source_card(card)
+    architecture = source.provenance.get("architecture", {})
+    keys = []
+    if architecture.get("arch") == "resnet50":
+        keys.append("resnet")
+    if architecture.get("config", {}).get("deformable"):
+        keys.append("deformable")
+    if source.metrics.get("triplet"):
+        keys += ["facenet", "batch-hard"]
+    keys.append("report")
+    return ["## References", "", *(f"- {REFERENCES[key]}" for key in keys), ""]
+
+
 def model_readme(card: zoo.ModelCard) -> str:
     """The human-readable model card (ONNX Model Zoo style), rendered from card.json's contents."""
     m, prov = card.metrics, card.provenance
@@ -189,7 +254,7 @@ def model_readme(card: zoo.ModelCard) -> str:
         lines.append("- test accuracy under geometric perturbation: "
                      + ", ".join(f"{k} {_pct(v)}" for k, v in m["perturbed_test_accuracy"].items())
                      + " (rotation 15–30° either sign, zoom 1.2–1.6 in or out, reflected borders; "
-                       "`training/train.py: perturbed_accuracy`)")
+                       "`training/evaluate.py: perturbed_accuracy`)")
     for source, result in m.get("test_by_source", {}).items():
         lines.append(f"- {source} test pairs ({result['pairs']}): accuracy {_pct(result['accuracy'])}; median errors: "
                      f"angle {result['median_angle_error_deg']:.2f}°, shift {result['median_shift_error']:.4f} of the side, "
@@ -239,6 +304,8 @@ def model_readme(card: zoo.ModelCard) -> str:
     lines += without_zoo(card)
     for title, plot in card.plots.items():
         lines += [f"![{title}]({plot})", ""]
+    lines += license_section(card)
+    lines += references_section(card)
     lines += ["## Files", "", "sha256 and sizes of every file are in `card.json` and checked by `zoo.load`."]
     return "\n".join(lines) + "\n"
 

@@ -117,7 +117,7 @@ def demo_home(root: Path) -> Path:
             with_files_hashed(zoo.card(name), home / name).write(home / name)
         else:
             (home / name).symlink_to(zoo.models_root() / name, target_is_directory=True)
-    if not any(zoo.card(name).extra.get("demo") == "carplane" for name in zoo.list()):
+    if not any(zoo.card(name).demo == "carplane" for name in zoo.list()):
         for source in ("cnn", "deformable-cnn"):
             carplane_stand_in(source, home / f"carplane-from-{source}")
     return home

@@ -47,7 +47,7 @@ def client(home, tmp_path_factory):
 def group(home: Path, demo: str) -> list[ModelCard]:
     """The cards of one demo group in the app's models folder, in the app's (registry) order."""
     cards = [ModelCard.read(folder) for folder in sorted(home.iterdir())]
-    return [card for card in cards if card.extra.get("demo") == demo]
+    return [card for card in cards if card.demo == demo]
 
 
 def labels_and_latencies(outputs: tuple) -> tuple[list[dict], list[str]]:

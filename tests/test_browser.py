@@ -24,7 +24,7 @@ CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="no chromium/chromedriver on this machine "
                        "(apt-get install -y chromium chromium-driver, as .ci/run does; or set CHROMIUM and CHROMEDRIVER)"),
-    pytest.mark.skipif("changer" not in {zoo.card(name).extra.get("demo") for name in zoo.list()},
+    pytest.mark.skipif("changer" not in {zoo.card(name).demo for name in zoo.list()},
                        reason="no changer model installed"),
 ]
 WAIT_SECONDS = 60

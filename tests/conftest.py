@@ -1,13 +1,79 @@
+"""Shared fixtures, and the rules every test runs under: nothing leaves the machine, nothing is written
+outside temporary folders.
+
+- A test that opens a connection to any address beyond the loopback fails, even where the library that
+  tried swallowed the error (analytics and telemetry threads do).
+- Gradio's analytics and Hugging Face's telemetry are off, as `python app.py` has them.
+- The training decode cache (ZOO_CACHE) and Hypothesis's storage live in a temporary folder for the
+  session; Hypothesis keeps no example database.
+"""
 from __future__ import annotations
 
+import ipaddress
 import os
+import shutil
+import socket
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+_SCRATCH = tempfile.mkdtemp(prefix="zoo-tests-")
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(_SCRATCH, "hypothesis")
+from hypothesis import settings  # noqa: E402 - reads its storage directory when imported
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The CIFAR-10 JPEG copy; CI has ../shared beside the clone, ZOO_TEST_DATA overrides.
 CIFAR = Path(os.environ.get("ZOO_TEST_DATA", ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["ZOO_CACHE"] = os.path.join(_SCRATCH, "decode-cache")
+settings.register_profile("no-database", database=None)
+settings.load_profile("no-database")
+
+#: Connections a test tried beyond the loopback: (address, what tried), emptied by each test's check.
+_OUTSIDE: list[tuple[Any, str]] = []
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+def _beyond_loopback(sock: socket.socket, address: Any) -> bool:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    host = address[0]
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: only localhost is the loopback
+        return host != "localhost"
+
+
+def _guarded(original):  # noqa: ANN001, ANN202 - wraps socket.connect / connect_ex
+    def connect(sock: socket.socket, address: Any):  # noqa: ANN202
+        if _beyond_loopback(sock, address):
+            _OUTSIDE.append((address, original.__name__))
+            raise ConnectionRefusedError(f"tests may only connect to the loopback, not {address!r}")
+        return original(sock, address)
+
+    return connect
+
+
+socket.socket.connect = _guarded(_connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded(_connect_ex)  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _nothing_beyond_the_loopback():
+    """Fail the test if anything in it tried to reach an address beyond the loopback."""
+    _OUTSIDE.clear()
+    yield
+    tried, _OUTSIDE[:] = list(_OUTSIDE), []
+    assert not tried, f"the test tried to connect beyond the loopback: {tried}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,15 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           timeout=120, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
-def test_the_console_script_is_this_main():
+def test_the_installed_console_script_runs_this_main():
     target = re.search(r'^zoo = "([\w.]+):(\w+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
     module, function = target.groups()
     assert (module, function) == ("zoo.cli", "main") and callable(zoo.cli.main)
+    script = shutil.which("zoo", path=str(Path(sys.executable).parent)) or shutil.which("zoo")
+    assert script, "the zoo console script is not installed: pip install -e ."
+    out = subprocess.run([script, "list"], check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == run("list").stdout
 
 
 def test_list_shows_every_model_with_its_card_figures():
@@ -62,8 +68,10 @@ def test_predict_json(cifar_images):
     out = run("predict", SHIPPED[0], str(cifar_images[0]), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["label"] in zoo.card(SHIPPED[0]).labels
-    assert abs(sum(result["probs"].values()) - 1) < 1e-4
+    expected = zoo.load(SHIPPED[0], device="cpu").predict(cifar_images[0]).to_dict()
+    assert result["label"] == expected["label"]
+    assert result["score"] == pytest.approx(expected["score"], abs=1e-6)
+    assert result["probs"] == pytest.approx(expected["probs"], abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
-"""The app under load, over HTTP on 127.0.0.1 only: app.py on a free loopback port, bounded asyncio clients.
+"""The app answers concurrent clients correctly, over HTTP on 127.0.0.1 only: app.py on a free loopback
+port, bounded asyncio clients.
 
-50 clients x 20 requests each (upload, call, wait for the result; every fifth request of a client
-goes to /changer), all answers checked against zoo's own predictions; p50/p99 latency and
-throughput are printed (`python -m pytest -q -s tests/test_load.py`). The run is bounded in size
-(1,000 requests) and in time (LOAD_SECONDS, after which it is cancelled and the test fails).
+8 clients x 5 requests each (upload, call, wait for the result; every fifth request of a client goes to
+/changer), all answers checked against zoo's own predictions. A correctness test, not a measurement:
+it is bounded in size (40 requests) and in time (LOAD_SECONDS, after which it is cancelled and fails).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import zoo
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("gradio")
-CLIENTS = 50
-REQUESTS_PER_CLIENT = 20
+CLIENTS = 8
+REQUESTS_PER_CLIENT = 5
 CHANGER_EVERY = 5
 LOAD_SECONDS = 180
 REQUEST_SECONDS = 60
@@ -35,7 +35,7 @@ def _groups() -> dict[str, list[str]]:
     """Model names by demo group, in registry order: the app's tabs and endpoints."""
     groups: dict[str, list[str]] = {}
     for name in zoo.list():
-        groups.setdefault(zoo.card(name).extra.get("demo") or name, []).append(name)
+        groups.setdefault(zoo.card(name).demo or name, []).append(name)
     return groups
 
 
@@ -120,23 +120,16 @@ async def _client(url: str, number: int, pool: list, latencies: list[float], err
                               f"{str(outputs)[:200]}")
 
 
-def test_fifty_clients_twenty_requests_each(app_url, requests):
+def test_concurrent_clients_get_zoos_answers(app_url, requests):
     latencies: list[float] = []
     errors: list[str] = []
 
     async def load() -> None:
         await asyncio.gather(*(_client(app_url, n, requests, latencies, errors) for n in range(CLIENTS)))
 
-    began = time.perf_counter()
     asyncio.run(asyncio.wait_for(load(), LOAD_SECONDS))
-    seconds = time.perf_counter() - began
-    total = CLIENTS * REQUESTS_PER_CLIENT
-    p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
-    print(f"\nload: {CLIENTS} clients x {REQUESTS_PER_CLIENT} requests = {total} in {seconds:.1f} s "
-          f"({total / seconds:.1f} requests/s), {len(errors)} errors; latency p50 {p50:.0f} ms, p99 {p99:.0f} ms "
-          f"(upload + call + result; {len(requests)} distinct inputs, /changer every {CHANGER_EVERY}th request)")
     assert errors == [], "\n".join(errors[:10])
-    assert len(latencies) == total
+    assert len(latencies) == CLIENTS * REQUESTS_PER_CLIENT
 
 
 def test_oversized_upload_is_refused_with_a_message(app_url):

@@ -24,8 +24,27 @@ class InputSpec:
     resize: str = "center-crop"
 
 
+#: The keys of a card's "extra" object that zoo reads, and the type each must have.
+EXTRA_FIELDS: dict[str, type] = {
+    "demo": str,  # the demo tab the model appears in ("cifar10", "carplane", "changer")
+    "session_config": dict,  # onnxruntime session config entries, str -> str
+    "quantized_from": str,  # an int8 variant's float model
+    "changes": list,  # change-detection: the names of the change probabilities, in output order
+    "param_names": list,  # change-detection: the names of the regressed parameters, in output order
+}
+
+
 @dataclass(frozen=True)
 class ModelCard:
+    """A model's card.json, typed.
+
+    `metrics` by task: an image classifier records `test_accuracy`, `test_images`, `train_accuracy`,
+    `test_loss`, `train_loss`, `per_class_accuracy`, `confusion_matrix` and `history` (an int8 variant:
+    `test_accuracy`, `test_images`, `float32_test_accuracy`); the changer records `test_accuracy`,
+    `train_accuracy`, `test` (with `pairs` and `per_class_accuracy`), `test_by_source`, `val`,
+    `confusion_matrix` and `history`. What zoo itself reads is declared below as properties.
+    """
+
     name: str
     task: str
     version: str
@@ -40,6 +59,37 @@ class ModelCard:
     opset: int = 19
     tolerance: float = 1e-4
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def demo(self) -> str | None:
+        """The demo tab the model appears in; None: a tab of its own."""
+        return self.extra.get("demo")
+
+    @property
+    def session_config(self) -> dict[str, str]:
+        """onnxruntime session config entries the model asks for (e.g. folding int8-stored weights at load)."""
+        return dict(self.extra.get("session_config", {}))
+
+    @property
+    def quantized_from(self) -> str | None:
+        """The float model an int8 variant was quantized from; None for a float model."""
+        return self.extra.get("quantized_from")
+
+    @property
+    def changes(self) -> tuple[str, ...]:
+        """change-detection: the names of the change probabilities, in output order."""
+        return tuple(self.extra.get("changes", ()))
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """change-detection: the names of the regressed geometric parameters, in output order."""
+        return tuple(self.extra.get("param_names", ()))
+
+    @property
+    def test_images(self) -> int | None:
+        """How many held-out inputs `test_accuracy` was measured on (the changer's: test pairs)."""
+        value = self.metrics.get("test_images", self.metrics.get("test", {}).get("pairs"))
+        return int(value) if value is not None else None
 
     @property
     def headline_accuracy(self) -> float | None:
@@ -86,7 +136,7 @@ class ModelCard:
             plots=dict(data.get("plots", {})),
             opset=int(data.get("opset", 19)),
             tolerance=float(data.get("tolerance", 1e-4)),
-            extra=dict(data.get("extra", {})),
+            extra=_checked_extra(data.get("extra", {})),
         )
 
     def write(self, folder: Path) -> Path:
@@ -107,6 +157,16 @@ class ModelCard:
                 f"{path} is unreadable or damaged ({type(exc).__name__}: {exc}); "
                 "restore it from the package or re-export the model."
             ) from None
+
+
+def _checked_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` as it is, once every key zoo reads has its declared type (a TypeError names the first that does not)."""
+    for key, expected in EXTRA_FIELDS.items():
+        if key in extra and not isinstance(extra[key], expected):
+            raise TypeError(f"extra.{key} is a {type(extra[key]).__name__}, not a {expected.__name__}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.get("session_config", {}).items()):
+        raise TypeError("extra.session_config must map strings to strings")
+    return dict(extra)
 
 
 def render_card(content: dict[str, Any]) -> str:

@@ -62,7 +62,7 @@ def _from_probs(labels: Sequence[str], row: np.ndarray, **details: dict[str, flo
 
 def _change_detection(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
     class_probs, change_probs, params = (outputs[name].astype(np.float64) for name in card.outputs)
-    changes, names = card.extra["changes"], card.extra["param_names"]
+    changes, names = card.changes, card.param_names
     return [
         _from_probs(card.labels, row, changes=dict(zip(changes, map(float, c))), params=dict(zip(names, map(float, p))))
         for row, c, p in zip(class_probs, change_probs, params)
@@ -82,7 +82,7 @@ class Model:
     def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
         self.folder, self.card = verified(name)
         self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
-                                                   self.card.extra.get("session_config", {}))
+                                                   self.card.session_config)
         if self.card.task not in POSTPROCESS:
             raise ZooError(
                 f"model {name!r} has task {self.card.task!r}, which this version of zoo cannot run "

@@ -146,7 +146,7 @@ def _graph_declarations(metadata: Mapping[str, str], onnx_path: Path) -> dict[st
 
 
 def session_options(threads: int = 0, config: Mapping[str, str] | None = None) -> ort.SessionOptions:
-    """zoo's onnxruntime settings (`python -m export.bench` measures them against the alternatives).
+    """zoo's onnxruntime settings (`python -m bench` measures them against the alternatives).
 
     `threads`: intra-op threads (0: onnxruntime's default, one per physical core); `config`: session
     config entries a model's card asks for.

@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.cli import SUMMARY_HEADER, model_summaries  # noqa: E402
+from zoo.files import OFFSETS_FILE  # noqa: E402
 from zoo.geometry import pair_from_photo, warp_like_b  # noqa: E402
 from zoo.preprocess import load_image  # noqa: E402
 from zoo.runtime import create_session  # noqa: E402
@@ -42,7 +43,6 @@ SOURCES = ["upload", "clipboard"]
 #: Inputs reach zoo as uploaded (image_mode=None): zoo/preprocess.py is the one place images are converted.
 IMAGE_INPUT = {"type": "filepath", "sources": SOURCES, "image_mode": None}
 #: The deformable layer's offset branch, cut out of model.onnx by export/offsets.py.
-OFFSETS_FILE = "offsets.onnx"
 #: Side, in screen pixels, of the deformable-sampling picture.
 PICTURE_SIDE = 512
 

@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 import zoo
 from zoo.card import ModelCard
+from zoo.files import GRAPH_FILE
 from zoo.registry import model_dir
 from zoo.runtime import session_options
 
@@ -35,7 +36,7 @@ def openvino_runner(card: ModelCard, threads: int) -> Runner:
         raise EngineUnavailable("openvino is not installed (pip install -e '.[bench]')") from None
     try:
         core = ov.Core()
-        compiled = core.compile_model(str(model_dir(card.name) / "model.onnx"), "CPU", {
+        compiled = core.compile_model(str(model_dir(card.name) / GRAPH_FILE), "CPU", {
             "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         request.infer(random_feeds(card, 1))
@@ -73,7 +74,7 @@ def saved_optimized_model(card: ModelCard, threads: int, folder: Path) -> Path:
     options.optimized_model_filepath = str(folder / "optimized.onnx")
     options.add_session_config_entry("session.optimized_model_external_initializers_file_name", "optimized.weights")
     options.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
-    ort.InferenceSession(str(model_dir(card.name) / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    ort.InferenceSession(str(model_dir(card.name) / GRAPH_FILE), options, providers=["CPUExecutionProvider"])
     return folder / "optimized.onnx"
 
 
@@ -84,7 +85,7 @@ def session_variants(card: ModelCard, threads: int, iterations_b1: int, iteratio
     config = card.session_config
     with tempfile.TemporaryDirectory(prefix="zoo-preoptimized-") as scratch:
         optimized = saved_optimized_model(card, threads, Path(scratch))
-        graph = model_dir(card.name) / "model.onnx"
+        graph = model_dir(card.name) / GRAPH_FILE
         paths = {"zoo": graph, **{key: graph for key in SESSION_VARIANTS}, PREOPTIMIZED: optimized}
         sessions, results = {}, {}
         for variant, path in paths.items():

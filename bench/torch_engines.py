@@ -9,6 +9,7 @@ import torch
 
 from training.checkpoint import load_model
 from zoo.card import ModelCard
+from zoo.files import WEIGHTS_FILE
 from zoo.registry import model_dir
 
 from .engines import EngineUnavailable
@@ -36,7 +37,7 @@ def torch_module(card: ModelCard, implementation: str | None = None) -> torch.nn
     """The PyTorch network rebuilt from the model's own model.safetensors (int8-stored weights scaled back); for
     a quantized variant (`python -m export quantize`), the float model it was quantized from."""
     overrides = {"deform_implementation": implementation} if implementation else {}
-    return load_model(model_dir(card.quantized_from or card.name) / "model.safetensors", **overrides)[0]
+    return load_model(model_dir(card.quantized_from or card.name) / WEIGHTS_FILE, **overrides)[0]
 
 
 def torch_runner(module: torch.nn.Module, card: ModelCard) -> Runner:

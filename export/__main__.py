@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from training.recipes import RECIPES
+from zoo.files import WEIGHTS_FILE
 from zoo.registry import PACKAGE_MODELS
 
 from .triton import write_repository
@@ -66,7 +67,7 @@ def export(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     names = list(RECIPES) if args.name == "all" else [args.name]
     for name in names:
-        checkpoint = args.checkpoint or args.runs / name / "model.safetensors"
+        checkpoint = args.checkpoint or args.runs / name / WEIGHTS_FILE
         if not checkpoint.is_file():
             parser.error(f"{checkpoint} does not exist; train it first: python -m training {name}")
         portable = args.portable or (args.name == "all" and has_deformable(read_metadata(checkpoint)))

@@ -19,10 +19,11 @@ from training.recipes import Recipe
 from zoo.card import InputSpec, ModelCard
 from zoo.errors import ModelFileError
 from zoo.registry import PACKAGE_MODELS
-from zoo.runtime import PORTABLE_GRAPH_FILE, file_entry, sha256_file
+from zoo.files import GRAPH_FILE, OFFSETS_FILE, PORTABLE_GRAPH_FILE
+from zoo.runtime import file_entry, sha256_file
 
 from .deform_onnx import DEFORM_OPSET
-from .offsets import OFFSETS_FILE, write_offsets_model
+from .offsets import write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
 from .report import model_readme
 from .stamp_card import stamp_card_digest
@@ -135,7 +136,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
         stage = Path(tmp) / name
         stage.mkdir()
         weights = StoredWeights.write(reference.state_dict(), stage, int8_scales, metadata=meta)
-        forms = {"model.onnx": "torchvision"}
+        forms = {GRAPH_FILE: "torchvision"}
         if portable and has_deformable(meta):
             forms[PORTABLE_GRAPH_FILE] = "sampled"
         parity: dict[str, Any] = {}
@@ -153,9 +154,9 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
             parity[filename] = check_parity(stage / filename, reference, feeds, TOLERANCE).as_dict()
             graph_ops[filename] = sorted(op_types(proto))
         if has_deformable(meta):  # the app draws where the first deformable layer samples
-            write_offsets_model(stage / "model.onnx", stage / OFFSETS_FILE)
+            write_offsets_model(stage / GRAPH_FILE, stage / OFFSETS_FILE)
         vector_feeds = {graph_input: array[:VECTOR_IMAGES] for graph_input, array in feeds.items()}
-        write_test_vectors(stage, stage / "model.onnx", vector_feeds)
+        write_test_vectors(stage, stage / GRAPH_FILE, vector_feeds)
         run_dir = checkpoint.parent
         plots = {}
         for plot in PLOTS:
@@ -170,7 +171,7 @@ def install(stage: Path, card: ModelCard, out_root: Path) -> Path:
     """Finish the staged model folder (its README, the card's digest in the graph, card.json listing every
     file) and put it in place of `out_root`/NAME; returns that folder."""
     (stage / "README.md").write_text(model_readme(card))
-    stamp_card_digest(stage / "model.onnx", card)  # the graph vouches for the card's content
+    stamp_card_digest(stage / GRAPH_FILE, card)  # the graph vouches for the card's content
     replace(card, files=file_hashes(stage)).write(stage)
     target = Path(out_root) / card.name
     if target.exists():

@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-OFFSETS_FILE = "offsets.onnx"
+from zoo.files import OFFSETS_FILE
 #: metadata_props key holding the DeformConv's geometry as JSON.
 GEOMETRY_KEY = "deform_geometry"
 

@@ -29,7 +29,8 @@ from training.recipes import Recipe
 from zoo.card import ModelCard
 from zoo.errors import ZooError
 from zoo.registry import PACKAGE_MODELS, model_dir
-from zoo.runtime import CARD_DIGEST_KEY, onnx_metadata, session_options
+from zoo.files import CARD_DIGEST_KEY, GRAPH_FILE, WEIGHTS_FILE
+from zoo.runtime import onnx_metadata, session_options
 
 from .build import install
 from .onnx_export import op_types, save, set_metadata
@@ -71,7 +72,7 @@ def float_graph(folder: Path) -> onnx.ModelProto:
     into convolutions), ready for the quantizer; no metadata (the variant gets its own)."""
     import onnxscript.optimizer
 
-    proto = onnx.load(str(folder / "model.onnx"))
+    proto = onnx.load(str(folder / GRAPH_FILE))
     fold_weight_dequantization(proto)
     del proto.metadata_props[:]
     return onnxscript.optimizer.optimize(proto)
@@ -208,15 +209,15 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
         weights = StoredWeights.write_arrays({key: a for key, a in arrays.items() if a.nbytes > INLINE_BYTES}, stage,
                                              metadata={"quantized_from": name})
         weights.link(proto)
-        metadata = {key: value for key, value in onnx_metadata(source / "model.onnx").items() if key != CARD_DIGEST_KEY}
+        metadata = {key: value for key, value in onnx_metadata(source / GRAPH_FILE).items() if key != CARD_DIGEST_KEY}
         set_metadata(proto, {**metadata, "name": variant})
-        save(proto, stage / "model.onnx")
-        onnx.checker.check_model(str(stage / "model.onnx"), full_check=True)
+        save(proto, stage / GRAPH_FILE)
+        onnx.checker.check_model(str(stage / GRAPH_FILE), full_check=True)
 
-        sessions = {"float32": ort.InferenceSession(str(source / "model.onnx"),
+        sessions = {"float32": ort.InferenceSession(str(source / GRAPH_FILE),
                                                     session_options(threads, card.session_config),
                                                     providers=["CPUExecutionProvider"]),
-                    "int8": ort.InferenceSession(str(stage / "model.onnx"), session_options(threads),
+                    "int8": ort.InferenceSession(str(stage / GRAPH_FILE), session_options(threads),
                                                  providers=["CPUExecutionProvider"])}
         predicted = {key: predictions(session, test_feeds) for key, session in sessions.items()}
         timing = interleaved({key: (lambda feeds, s=session: s.run(None, feeds)) for key, session in sessions.items()},
@@ -240,7 +241,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
             return report
 
         vector_feeds = {key: array[:VECTOR_INPUTS] for key, array in test_feeds.items()}
-        write_test_vectors(stage, stage / "model.onnx", vector_feeds)
+        write_test_vectors(stage, stage / GRAPH_FILE, vector_feeds)
         install(stage, variant_card_of(card, report, sorted(op_types(proto))), out_root)
         report["installed"] = variant  # its name: the report stays valid wherever the models folder is
     return report
@@ -263,7 +264,7 @@ def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str
                   "per output channel in 7 bits (reduce_range: no int16 saturation on CPUs without VNNI); batch "
                   "norms folded first; max-pools read float inputs (OpenVINO reads a quantized stem max-pool "
                   "input differently); the fully connected head and what follows it stay float",
-        "source": card.name, "source_sha256": {f: card.files[f]["sha256"] for f in ("model.onnx", "model.safetensors")},
+        "source": card.name, "source_sha256": {f: card.files[f]["sha256"] for f in (GRAPH_FILE, WEIGHTS_FILE)},
         "onnxruntime": ort.__version__, **report,
     }
     extra = {key: value for key, value in card.extra.items() if key != "session_config"}  # no weights to fold
@@ -276,7 +277,7 @@ def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str
                  "float32_test_accuracy": report["float32_test_accuracy"]},
         plots={},
         provenance={**card.provenance, "export": {
-            "exporter": "onnxruntime.quantization (python -m export quantize)", "parity": {}, "graph_ops": {"model.onnx": graph_ops},
+            "exporter": "onnxruntime.quantization (python -m export quantize)", "parity": {}, "graph_ops": {GRAPH_FILE: graph_ops},
             "storage": {"weights": "int8 weights and uint8 activations (static QDQ), computed by onnxruntime's "
                                    "quantized kernels", "quantization": quantization}}},
         extra={**extra, "quantized_from": card.name},

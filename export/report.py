@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import zoo
-from zoo.runtime import PORTABLE_GRAPH_FILE, file_entry
+from zoo.files import PORTABLE_GRAPH_FILE
+from zoo.runtime import file_entry
 
 
 def _pct(value: float | None) -> str:
@@ -245,7 +246,7 @@ def model_readme(card: zoo.ModelCard) -> str:
               "## Output", "", OUTPUT_NOTES.get(card.task, ""), "", f"Labels: {', '.join(card.labels)}.", "",
               "## Metrics", ""]
     if "test_accuracy" in m:
-        lines.append(f"- test accuracy: **{_pct(m['test_accuracy'])}** ({m.get('test_images', m.get('test', {}).get('pairs', '?'))} held-out inputs)")
+        lines.append(f"- test accuracy: **{_pct(m['test_accuracy'])}** ({card.test_images or '?'} held-out inputs)")
     if m.get("train_accuracy") is not None:
         lines.append(f"- train accuracy: {_pct(m['train_accuracy'])} ({m.get('train_accuracy_note', '')})")
     if "test_loss" in m:

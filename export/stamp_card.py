@@ -6,7 +6,8 @@ from pathlib import Path
 import onnx
 
 from zoo.card import ModelCard
-from zoo.runtime import CARD_DIGEST_KEY, card_digest
+from zoo.files import CARD_DIGEST_KEY
+from zoo.runtime import card_digest
 
 
 def stamp_card_digest(onnx_path: Path, card: ModelCard) -> None:

@@ -14,6 +14,7 @@ from typing import Sequence
 import onnx
 
 import zoo
+from zoo.files import GRAPH_FILE
 
 #: The largest batch Triton's dynamic batcher forms: the batch zoo's own `predict_batch` runs.
 MAX_BATCH_SIZE = 64
@@ -24,7 +25,6 @@ LABELS_FILE = "labels.txt"
 #: ONNX tensor element types (onnx.TensorProto) as Triton data types.
 TRITON_TYPES = {onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT: "TYPE_FP32",
                 onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
-GRAPH_FILE = "model.onnx"
 
 
 class TritonExportError(zoo.ZooError):

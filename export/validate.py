@@ -12,6 +12,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from zoo.errors import ZooError
+from zoo.files import TEST_VECTORS
 
 
 class ExportValidationError(ZooError):
@@ -56,11 +57,11 @@ def check_parity(onnx_path: Path, model: nn.Module, feeds: dict[str, np.ndarray]
     return parity
 
 
-def write_test_vectors(folder: Path, onnx_path: Path, feeds: dict[str, np.ndarray], index: int = 0) -> Path:
-    """ONNX Model Zoo test vectors: test_data_set_N/input_K.pb and output_K.pb (serialized TensorProto)."""
+def write_test_vectors(folder: Path, onnx_path: Path, feeds: dict[str, np.ndarray]) -> Path:
+    """ONNX Model Zoo test vectors: test_data_set_0/input_K.pb and output_K.pb (serialized TensorProto)."""
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     outputs = session.run(None, feeds)
-    target = folder / f"test_data_set_{index}"
+    target = folder / TEST_VECTORS
     target.mkdir(parents=True, exist_ok=True)
     for k, (name, array) in enumerate(feeds.items()):
         (target / f"input_{k}.pb").write_bytes(numpy_helper.from_array(array, name).SerializeToString())

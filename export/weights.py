@@ -25,8 +25,8 @@ from safetensors.numpy import save_file
 from torch import nn
 
 from training.checkpoint import SCALE_SUFFIX
+from zoo.files import WEIGHTS_FILE
 
-WEIGHTS_FILE = "model.safetensors"
 INT8_MAX = 127
 
 

@@ -24,7 +24,8 @@ import pytest
 
 import zoo
 from zoo.card import ModelCard
-from zoo.runtime import CARD_DIGEST_KEY, card_digest, sha256_file
+from zoo.files import CARD_DIGEST_KEY
+from zoo.runtime import card_digest, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_SECONDS = 120

@@ -17,7 +17,8 @@ from onnx import numpy_helper
 import zoo
 import zoo.model
 from export.stamp_card import stamp_card_digest
-from zoo.runtime import CARD_DIGEST_KEY, onnx_metadata, sha256_file
+from zoo.files import CARD_DIGEST_KEY
+from zoo.runtime import onnx_metadata, sha256_file
 
 SHIPPED = zoo.list()
 SHIPPED_ROOT = zoo.models_root()  # before any test points ZOO_HOME elsewhere

@@ -28,7 +28,8 @@ from PIL import Image, ImageOps
 import zoo
 from bench.runtimes import predicted, probabilities, runners, shipped_vectors
 from zoo.cli import main as zoo_main
-from zoo.runtime import PORTABLE_GRAPH_FILE, sha256_file
+from zoo.files import PORTABLE_GRAPH_FILE
+from zoo.runtime import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = zoo.list()

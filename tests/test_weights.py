@@ -9,7 +9,8 @@ import torch
 from safetensors import safe_open
 
 from export.onnx_export import to_onnx
-from export.weights import WEIGHTS_FILE, StoredWeights, round_conv_weights_to_int8
+from export.weights import StoredWeights, round_conv_weights_to_int8
+from zoo.files import WEIGHTS_FILE
 from training.checkpoint import SCALE_SUFFIX, load_tensors
 from training.nets import build
 

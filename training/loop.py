@@ -13,12 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo.files import WEIGHTS_FILE
+
 from .checkpoint import load_tensors, read_metadata
 from .data import Split
 from .recipes import Recipe
 
 LAST = "last.safetensors"
-FINAL = "model.safetensors"
+FINAL = WEIGHTS_FILE  # a run's final checkpoint is named as a zoo model's weights: --init and export take either
 
 
 def pick_device(requested: str = "auto") -> torch.device:

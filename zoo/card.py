@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError
+from .files import CARD_FILE
 
-CARD_FILE = "card.json"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from .errors import ImageError, ModelFileError, ZooError
 from .onnxfile import self_contained
 from .preprocess import ImageInput, prepare
 from .registry import model_dir
-from .runtime import GRAPH_FILE, PORTABLE_GRAPH_FILE, create_session, onnx_metadata, verify_card, verify_files
+from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
+from .runtime import create_session, onnx_metadata, verify_card, verify_files
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from .card import CARD_FILE
+from .files import CARD_FILE
 from .errors import UnknownModelError
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"

@@ -8,21 +8,16 @@ from typing import Any, Mapping
 
 import onnxruntime as ort
 
-from .card import CARD_FILE, ModelCard, render_card
+from .card import ModelCard, render_card
 from .errors import DeviceError, ModelFileError
+from .files import CARD_DIGEST_KEY, CARD_FILE, GRAPH_FILE, WEIGHTS_FILE
 from . import onnxfile
 
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-GRAPH_FILE = "model.onnx"
-#: The graph with standard ops that every common runtime implements, where GRAPH_FILE uses one that some lack.
-PORTABLE_GRAPH_FILE = "model-portable.onnx"
-WEIGHTS_FILE = "model.safetensors"
 #: Files whose sha256 every card must record: the graph and its weights (the graph's external data).
 REQUIRED_FILES = (GRAPH_FILE, WEIGHTS_FILE)
-#: metadata_props key of model.onnx holding `card_digest` of the card it was exported with.
-CARD_DIGEST_KEY = "card_sha256"
 #: Why CUDA failed in this process, once it has; later loads go straight to the CPU.
 _cuda_failed: list[str] = []
 
@@ -119,7 +114,7 @@ def verify_card(folder: Path, card: ModelCard, metadata: Mapping[str, str]) -> N
             f"{path} differs from the card model.onnx was exported with (the graph records its sha256): "
             f"the card was edited or damaged; {advice}."
         )
-    graph = _graph_declarations(metadata, folder / "model.onnx")
+    graph = _graph_declarations(metadata, folder / GRAPH_FILE)
     ours = {"name": card.name, "task": card.task, "version": card.version, "labels": list(card.labels)}
     for spec in card.inputs:
         ours.update({"height": spec.height, "width": spec.width, "resize": spec.resize})

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
+from pathlib import Path
 
+from . import batch
 from . import card as read_card
+from .batch import BatchError
 from .errors import ZooError
 from .model import Prediction, load, save_onnx
 from .registry import list_models, models_root
@@ -54,8 +58,32 @@ def describe(prediction: Prediction, top: int) -> str:
     return "\n".join(lines)
 
 
+def many_inputs(paths: list[str], n_inputs: int) -> bool:
+    """Whether the arguments name many inputs (several images, a folder, a glob, the changer's CSV of pairs)
+    rather than one prediction to print."""
+    def pattern(path: str) -> bool:
+        return Path(path).is_dir() or (glob.has_magic(path) and not Path(path).exists())
+
+    if n_inputs == 1:
+        return len(paths) > 1 or pattern(paths[0])
+    return (len(paths) == 1 and paths[0].lower().endswith(".csv")) or any(map(pattern, paths))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load(args.name, device=args.device)
+    n_inputs = len(model.card.inputs)
+    if args.out or args.resume or many_inputs(args.images, n_inputs):
+        if args.resume and not args.out:
+            raise BatchError("--resume continues an --out file; name it with --out.")
+        if n_inputs == 1:
+            items = batch.image_paths(args.images)
+        elif len(args.images) == 1 and args.images[0].lower().endswith(".csv"):
+            items = batch.csv_pairs(args.images[0])
+        else:
+            raise BatchError(f"model {args.name!r} takes {n_inputs} images: give them as A B, or many pairs as a "
+                             "two-column CSV file (a, b).")
+        progress = batch.run(model, items, args.out, args.resume)
+        return 0 if progress.failed == 0 else EXIT_ERROR
     prediction = model.predict(*args.images)
     if args.json:
         print(json.dumps({"model": args.name, "device": model.device, **prediction.to_dict()}, indent=2))
@@ -84,10 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="a model's card, as JSON")
     info.add_argument("name")
     info.set_defaults(run=cmd_info)
-    predict = sub.add_parser("predict", help="predict one image (or a pair A B, for the changer)",
-                             usage="zoo predict [-h] [--json] [--top N] [--device {auto,cpu,cuda}] NAME IMAGE [IMAGE2]")
+    predict = sub.add_parser(
+        "predict", help="predict images: one file, or files, folders and globs (the changer: A B, or a CSV of pairs)",
+        usage="zoo predict [-h] [--json] [--top N] [--device {auto,cpu,cuda}] [--out FILE [--resume]] NAME PATH [PATH ...]",
+        description="One image (the changer: A B) prints its prediction. Several paths, a folder (searched "
+                    "recursively), a glob, or the changer's two-column CSV of pairs predict every image: one row "
+                    "each (path, label, score, probs; or path and error) as JSON lines on stdout or in --out, "
+                    "progress on stderr; the exit status is 0 only if every input was predicted.")
     predict.add_argument("name", metavar="NAME")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="an image; the changer takes two, A then B")
+    predict.add_argument("images", nargs="+", metavar="PATH", help="image files, folders or globs; the changer: A B, or pairs.csv")
+    predict.add_argument("--out", type=Path, metavar="FILE", help="write one row per input to FILE (.jsonl or .csv)")
+    predict.add_argument("--resume", action="store_true", help="skip inputs already predicted in --out and append")
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
     predict.add_argument("--top", type=positive, default=5, metavar="N", help="how many labels to show (default 5)")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

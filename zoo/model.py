@@ -1,10 +1,11 @@
 """Model: one shipped ONNX model behind `predict` and `predict_batch`."""
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -19,6 +20,7 @@ from .runtime import create_session, onnx_metadata, verify_card, verify_files
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,26 @@ class Model:
             results.extend(self._postprocess(self.card, outputs))
         return results
 
+    def predict_each(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> Iterator[Prediction | ZooError]:
+        """Predict a stream of inputs, `CHUNK` per onnxruntime run, yielding one result per input in order: its
+        Prediction, or the ZooError it raised (one unreadable input does not stop the others). Nothing is
+        collected beyond one chunk, so memory stays flat however long the stream."""
+        for chunk in _chunks(iter(items), CHUNK):
+            results: list[Prediction | ZooError | None] = []
+            feeds: list[dict[str, np.ndarray]] = []
+            for item in chunk:
+                try:
+                    feeds.append(self.prepare_batch([item]))
+                    results.append(None)
+                except ZooError as exc:
+                    results.append(exc)
+            if feeds:
+                stacked = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
+                outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), stacked)))
+                predictions = iter(self._postprocess(self.card, outputs))
+                results = [next(predictions) if result is None else result for result in results]
+            yield from results  # type: ignore[misc]
+
     def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]]) -> dict[str, np.ndarray]:
         """The graph's input feeds (uint8 NHWC per input) for `items`."""
         n_inputs = len(self.card.inputs)
@@ -146,6 +168,11 @@ class Model:
         if any(image is None for image in item):
             raise ImageError(f"item {index} is missing an image: {self.name!r} needs {n_inputs} images.")
         return tuple(item)
+
+
+def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def verified(name: str) -> tuple[Path, ModelCard]:

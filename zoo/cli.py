@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -98,6 +99,15 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve import API_KEY_ENV, serve
+    except ImportError as exc:
+        raise ZooError(f"zoo serve needs the serve extra ({exc.name} is missing): pip install 'zoo[serve]'.") from None
+    serve(args.host, args.port, args.api_key or os.environ.get(API_KEY_ENV) or None, args.no_auth, args.device)
+    return 0
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -135,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--portable", action="store_true",
                         help="only ops every common runtime implements (deformable-cnn: no DeformConv)")
     export.set_defaults(run=cmd_export_onnx)
+    served = sub.add_parser("serve", help="serve the models as an HTTP JSON API (OpenAPI docs at /docs)",
+                            description="Serve every installed model over HTTP: GET /v1/models, GET /v1/models/NAME, "
+                                        "POST /v1/models/NAME/predict, GET /healthz. Concurrent requests for a "
+                                        "model are batched into one onnxruntime run.")
+    served.add_argument("--host", default="127.0.0.1", help="address to listen on (default: the loopback)")
+    served.add_argument("--port", type=int, default=8000)
+    served.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $ZOO_API_KEY); needed "
+                                          "beyond the loopback")
+    served.add_argument("--no-auth", action="store_true", help="serve beyond the loopback without an API key")
+    served.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    served.set_defaults(run=cmd_serve)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

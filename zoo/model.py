@@ -122,10 +122,13 @@ class Model:
         items = list(items)
         results: list[Prediction] = []
         for start in range(0, len(items), CHUNK):
-            feeds = self.prepare_batch(items[start : start + CHUNK])
-            outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), feeds)))
-            results.extend(self._postprocess(self.card, outputs))
+            results.extend(self.predict_prepared(self.prepare_batch(items[start : start + CHUNK])))
         return results
+
+    def predict_prepared(self, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+        """Predictions for feeds `prepare_batch` made (several requests' feeds may be concatenated), in one run."""
+        outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), feeds)))
+        return self._postprocess(self.card, outputs)
 
     def predict_each(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> Iterator[Prediction | ZooError]:
         """Predict a stream of inputs, `CHUNK` per onnxruntime run, yielding one result per input in order: its
@@ -141,9 +144,7 @@ class Model:
                 except ZooError as exc:
                     results.append(exc)
             if feeds:
-                stacked = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
-                outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), stacked)))
-                predictions = iter(self._postprocess(self.card, outputs))
+                predictions = iter(self.predict_prepared(concatenated(feeds)))
                 results = [next(predictions) if result is None else result for result in results]
             yield from results  # type: ignore[misc]
 
@@ -168,6 +169,11 @@ class Model:
         if any(image is None for image in item):
             raise ImageError(f"item {index} is missing an image: {self.name!r} needs {n_inputs} images.")
         return tuple(item)
+
+
+def concatenated(feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several `prepare_batch` results as one batch, in order."""
+    return {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
 
 
 def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:

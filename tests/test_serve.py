@@ -1,0 +1,162 @@
+"""`zoo serve` started as a subprocess on a free loopback port and called with a real HTTP client: every route,
+the changer, auth on and off, the bad-input corpus over HTTP (4xx with zoo's message, never a 500), and
+concurrent clients whose answers all equal `zoo.load(...).predict`."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from test_bad_input import CASES
+
+import zoo
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples" / "cifar10").glob("*.jpg"))
+PAIR = sorted((ROOT / "examples" / "pair").glob("*.jpg"))[:2]
+MAX_REQUEST_BYTES = 2 * 2**20
+pytestmark = [pytest.mark.skipif(not {"cnn", "changer"} <= set(zoo.list()), reason="cnn and changer are not shipped"),
+              pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(*options: str) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "ZOO_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)}
+    server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--port", str(port), "--device", "cpu",
+                               *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"zoo serve did not start: {server.stdout.read1().decode() if server.stdout else ''}")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    yield from start()
+
+
+@pytest.fixture(scope="module")
+def keyed_url() -> Iterator[str]:
+    yield from start("--api-key", "s3cret")
+
+
+def files(field: str, paths: list[Path]) -> list[tuple[str, tuple[str, bytes]]]:
+    return [(field, (path.name, path.read_bytes())) for path in paths]
+
+
+def test_health_models_card_and_docs(url):
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    listed = httpx.get(f"{url}/v1/models").json()["models"]
+    assert [m["name"] for m in listed] == zoo.list()
+    assert httpx.get(f"{url}/v1/models/cnn").json() == zoo.card("cnn").to_dict()
+    assert httpx.get(f"{url}/docs").status_code == 200
+    assert "/v1/models/{name}/predict" in httpx.get(f"{url}/openapi.json").json()["paths"]
+
+
+def test_predictions_equal_zoos(url):
+    answer = httpx.post(f"{url}/v1/models/cnn/predict", files=files("image", EXAMPLES)).json()["predictions"]
+    assert answer == [p.to_dict() for p in zoo.load("cnn", device="cpu").predict_batch(EXAMPLES)]
+    pair = files("a", PAIR[:1]) + files("b", PAIR[1:])
+    answer = httpx.post(f"{url}/v1/models/changer/predict", files=pair).json()["predictions"]
+    assert answer == [zoo.load("changer", device="cpu").predict(*PAIR).to_dict()]
+
+
+def test_sixteen_concurrent_clients_get_zoos_answers(url):
+    expected = {path.name: zoo.load("cnn", device="cpu").predict(path).to_dict() for path in EXAMPLES}
+
+    def client(k: int) -> list[bool]:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            chosen = [EXAMPLES[(k + j) % len(EXAMPLES)] for j in range(3)]
+            got = http.post("/v1/models/cnn/predict", files=files("image", chosen)).json()["predictions"]
+            return [answer == expected[path.name] for answer, path in zip(got, chosen)]
+
+    with ThreadPoolExecutor(16) as pool:
+        results = [ok for oks in pool.map(client, range(16)) for ok in oks]
+    assert len(results) == 48 and all(results)
+
+
+def uploadable_cases(folder: Path) -> Iterator[tuple[str, object, bytes]]:
+    """The bad-input corpus's cases that are files (with zoo's default limits), as bytes to upload."""
+    for name, case in sorted(CASES.items()):
+        if case.limits:
+            continue
+        try:
+            made = case.make(folder)
+        except OSError:
+            continue
+        if isinstance(made, Path) and made.is_file():
+            yield name, case, made.read_bytes()
+
+
+def test_the_bad_input_corpus_gets_4xx_with_zoos_message_over_http(url, tmp_path):
+    model = zoo.load("cnn", device="cpu")
+    tried = 0
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for name, case, data in uploadable_cases(tmp_path):
+            response = http.post("/v1/models/cnn/predict", files=[("image", ("upload", data))])
+            tried += 1
+            try:  # what zoo itself says of the same bytes
+                expected = {"predictions": [model.predict(data).to_dict()]}
+            except zoo.ZooError as exc:
+                assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+                assert response.json() == {"detail": str(exc)}, name
+            else:
+                assert response.status_code == 200 and response.json() == expected, (name, response.text)
+    assert tried >= 30
+
+
+@pytest.mark.parametrize("request_files, status, message", [
+    ([], 400, "multipart file field"),
+    ([("image", ("big.png", b"\0" * (MAX_REQUEST_BYTES + 1)))], 413, "ZOO_MAX_REQUEST_BYTES"),
+    ([("image", ("x.jpg", EXAMPLES[0].read_bytes()))] * 65, 413, "at most 64"),
+    ([("a", ("x.jpg", PAIR[0].read_bytes()))], 400, "as many"),
+])
+def test_malformed_requests_say_why(url, request_files, status, message):
+    name = "changer" if request_files and request_files[0][0] == "a" else "cnn"
+    response = httpx.post(f"{url}/v1/models/{name}/predict", files=request_files or None,
+                          data=None if request_files else {"x": "1"})
+    assert response.status_code == status and message in response.json()["detail"]
+
+
+def test_an_unknown_model_is_404(url):
+    response = httpx.post(f"{url}/v1/models/no-such-model/predict", files=files("image", EXAMPLES[:1]))
+    assert response.status_code == 404 and "no model named" in response.json()["detail"]
+
+
+def test_the_api_key_is_required_when_set(keyed_url):
+    assert httpx.get(f"{keyed_url}/healthz").status_code == 200
+    assert httpx.get(f"{keyed_url}/v1/models").status_code == 401
+    assert httpx.get(f"{keyed_url}/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    good = httpx.get(f"{keyed_url}/v1/models", headers={"Authorization": "Bearer s3cret"})
+    assert good.status_code == 200 and good.json()["models"]
+
+
+def test_listening_beyond_the_loopback_needs_a_key_or_no_auth():
+    done = subprocess.run([sys.executable, "-m", "zoo.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "ZOO_API_KEY"})
+    assert done.returncode == 1 and "needs an API key" in done.stderr

@@ -1,0 +1,180 @@
+"""`zoo serve`: the zoo as an HTTP JSON API (FastAPI + uvicorn, the `serve` extra), with OpenAPI docs at /docs.
+
+    GET  /healthz                      {"status": "ok"}
+    GET  /v1/models                    the models: name, task, inputs, labels, test accuracy
+    GET  /v1/models/{name}             the model's card
+    POST /v1/models/{name}/predict     multipart: `image` (repeated, up to MAX_IMAGES), or `a` and `b` for the
+                                       changer; answers {"predictions": [...]}, one per image or pair, with the
+                                       fields of `zoo predict --json` (label, score, probs; changes and params)
+
+Each request's images are decoded and checked on a worker thread (a bad one answers 4xx with zoo's message);
+then the requests waiting for a model are run as one onnxruntime batch (up to MAX_IMAGES inputs, gathered for
+at most BATCH_WAIT seconds). The server listens on the loopback unless told otherwise, and then only with an
+API key (a bearer token, compared in constant time) or an explicit `--no-auth`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+
+from . import card as read_card
+from .errors import ImageError, UnknownModelError, ZooError
+from .model import Model, Prediction, concatenated, load
+from .registry import list_models
+
+MAX_IMAGES = 64
+#: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
+BATCH_WAIT = 0.004
+#: The largest request body accepted (ZOO_MAX_REQUEST_BYTES), checked before it is read.
+MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
+API_KEY_ENV = "ZOO_API_KEY"
+
+
+class ServeError(ZooError):
+    """The server cannot start as asked (e.g. a public address without an API key)."""
+
+
+@dataclass
+class Pending:
+    feeds: dict[str, np.ndarray]
+    count: int
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Batcher:
+    """One model's queue: requests that arrive together share one onnxruntime run."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.worker: asyncio.Task | None = None
+
+    async def predict(self, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+        if self.worker is None:
+            self.worker = asyncio.create_task(self.run())
+        pending = Pending(feeds, len(next(iter(feeds.values()))))
+        await self.queue.put(pending)
+        return await pending.done
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            size, deadline = batch[0].count, loop.time() + BATCH_WAIT
+            while size < MAX_IMAGES and (left := deadline - loop.time()) > 0:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), left)
+                except asyncio.TimeoutError:
+                    break
+                batch.append(item)
+                size += item.count
+            try:
+                predictions = await asyncio.to_thread(self.model.predict_prepared, concatenated([p.feeds for p in batch]))
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for pending in batch:
+                    pending.done.set_exception(exc)
+                continue
+            start = 0
+            for pending in batch:
+                pending.done.set_result(predictions[start:start + pending.count])
+                start += pending.count
+
+
+def create_app(api_key: str | None = None, device: str = "auto") -> FastAPI:
+    """The API over the models in `zoo.list()`; `api_key`: required as a bearer token on every route but /healthz."""
+    app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version="1")
+    batchers: dict[str, Batcher] = {}
+
+    def batcher(name: str) -> Batcher:
+        if name not in batchers:
+            batchers[name] = Batcher(load(name, device=device))
+        return batchers[name]
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Any:
+        if api_key is not None and request.url.path != "/healthz":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+            return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413)
+        return await call_next(request)
+
+    @app.exception_handler(ZooError)
+    async def zoo_error(_: Request, exc: ZooError) -> JSONResponse:
+        status = 404 if isinstance(exc, UnknownModelError) else 422 if isinstance(exc, ImageError) else 500
+        return JSONResponse({"detail": str(exc)}, status)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, list[dict[str, Any]]]:
+        cards = [read_card(name) for name in list_models()]
+        return {"models": [{"name": c.name, "task": c.task, "inputs": [vars(s) for s in c.inputs],
+                            "labels": list(c.labels), "test_accuracy": c.headline_accuracy} for c in cards]}
+
+    @app.get("/v1/models/{name}")
+    async def model_card(name: str) -> dict[str, Any]:
+        return read_card(name).to_dict()
+
+    @app.post("/v1/models/{name}/predict")
+    async def predict(name: str, request: Request) -> dict[str, list[dict[str, object]]]:
+        model_batcher = batcher(name)
+        items = await uploaded_items(request, len(model_batcher.model.card.inputs))
+        feeds = await asyncio.to_thread(model_batcher.model.prepare_batch, items)
+        return {"predictions": [p.to_dict() for p in await model_batcher.predict(feeds)]}
+
+    return app
+
+
+async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[bytes, bytes]]:
+    """The request's images as zoo inputs: `image` fields, or the changer's `a` and `b` fields in pairs."""
+    try:
+        form = await request.form(max_files=2 * MAX_IMAGES, max_fields=2 * MAX_IMAGES)
+    except Exception as exc:  # noqa: BLE001 - starlette's parser says what was malformed
+        raise HTTPException(400, f"the request is not a readable multipart form ({exc}).") from None
+    names = ("image",) if n_inputs == 1 else ("a", "b")
+    columns = []
+    for field_name in names:
+        uploads = form.getlist(field_name)
+        if not all(isinstance(upload, UploadFile) for upload in uploads):
+            raise HTTPException(400, f"field {field_name!r} must be a file upload.")
+        columns.append([await upload.read() for upload in uploads])
+    counts = {len(column) for column in columns}
+    if counts == {0}:
+        raise HTTPException(400, f"send the image(s) as multipart file field(s) {' and '.join(map(repr, names))}.")
+    if len(counts) > 1:
+        raise HTTPException(400, f"send as many {names[0]!r} as {names[1]!r} files: they are paired in order.")
+    if counts.pop() > MAX_IMAGES:
+        raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.")
+    return columns[0] if n_inputs == 1 else list(zip(*columns))
+
+
+def check_binding(host: str, api_key: str | None, no_auth: bool) -> None:
+    """Refuse to listen beyond the loopback without an API key, unless `--no-auth` says so explicitly."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and api_key is None and not no_auth:
+        raise ServeError(f"listening on {host} needs an API key (--api-key or {API_KEY_ENV}), "
+                         "or --no-auth to serve without one.")
+
+
+def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str = "auto") -> None:
+    import uvicorn
+
+    check_binding(host, api_key, no_auth)
+    uvicorn.run(create_app(api_key, device), host=host, port=port, log_level="warning")

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -20,6 +24,11 @@ from .runtime import create_session, onnx_metadata, verify_card, verify_files
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
+#: Threads that decode and resize the next chunk's images while the session runs the current one (Pillow
+#: releases the GIL while it decodes and resizes). ZOO_DECODE_THREADS overrides the default, one per core.
+DECODE_THREADS = int(os.environ.get("ZOO_DECODE_THREADS", 0)) or os.cpu_count() or 1
+#: Per-item decode time from which images are decoded in parallel; below it Python's own work dominates.
+PARALLEL_DECODE_S = 0.001
 T = TypeVar("T")
 
 
@@ -92,6 +101,9 @@ class Model:
                 f"(known: {sorted(POSTPROCESS)}); upgrade zoo."
             )
         self._postprocess = POSTPROCESS[self.card.task]
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._decode_seconds = float("inf")  # per item, as last measured: unknown until the first slice
 
     @property
     def name(self) -> str:
@@ -111,18 +123,21 @@ class Model:
                 f"model {self.name!r} takes {len(self.card.inputs)} image(s) "
                 f"({', '.join(s.name for s in self.card.inputs)}), got {len(images)}."
             )
-        return self.predict_batch([images if len(images) != 1 else images[0]])[0]
+        return self.predict_prepared(self.prepare_batch([images if len(images) != 1 else images[0]]))[0]
 
     def predict_batch(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> list[Prediction]:
-        """Predict many inputs, batched through the session `CHUNK` at a time."""
+        """Predict many inputs, batched through the session `CHUNK` at a time; the first bad input raises its
+        ZooError. Images are decoded on worker threads, a chunk ahead of the session."""
         if isinstance(items, (str, bytes, bytearray, os.PathLike, Image.Image)) or not isinstance(items, Iterable):
             raise ImageError(
                 f"predict_batch takes a list of inputs, not a {type(items).__name__}; use predict() for one input."
             )
-        items = list(items)
         results: list[Prediction] = []
-        for start in range(0, len(items), CHUNK):
-            results.extend(self.predict_prepared(self.prepare_batch(items[start : start + CHUNK])))
+        for chunk in self._prepared_chunks(iter(items)):
+            for prepared in chunk:
+                if isinstance(prepared, ZooError):
+                    raise prepared
+            results.extend(self.predict_prepared(concatenated(chunk)))  # type: ignore[arg-type]
         return results
 
     def predict_prepared(self, feeds: dict[str, np.ndarray]) -> list[Prediction]:
@@ -132,31 +147,63 @@ class Model:
 
     def predict_each(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> Iterator[Prediction | ZooError]:
         """Predict a stream of inputs, `CHUNK` per onnxruntime run, yielding one result per input in order: its
-        Prediction, or the ZooError it raised (one unreadable input does not stop the others). Nothing is
-        collected beyond one chunk, so memory stays flat however long the stream."""
-        for chunk in _chunks(iter(items), CHUNK):
-            results: list[Prediction | ZooError | None] = []
-            feeds: list[dict[str, np.ndarray]] = []
-            for item in chunk:
-                try:
-                    feeds.append(self.prepare_batch([item]))
-                    results.append(None)
-                except ZooError as exc:
-                    results.append(exc)
-            if feeds:
-                predictions = iter(self.predict_prepared(concatenated(feeds)))
-                results = [next(predictions) if result is None else result for result in results]
-            yield from results  # type: ignore[misc]
+        Prediction, or the ZooError it raised (one unreadable input does not stop the others). At most two
+        chunks are held (one decoding, one running), so memory stays flat however long the stream."""
+        for chunk in self._prepared_chunks(iter(items)):
+            feeds = [prepared for prepared in chunk if not isinstance(prepared, ZooError)]
+            predictions = iter(self.predict_prepared(concatenated(feeds)) if feeds else [])
+            yield from (prepared if isinstance(prepared, ZooError) else next(predictions) for prepared in chunk)
+
+    def _prepared_chunks(self, items: Iterator[ImageInput | Sequence[ImageInput]]
+                         ) -> Iterator[list[dict[str, np.ndarray] | ZooError]]:
+        """`items` prepared in chunks of `CHUNK` (each item's feeds, or its ZooError). The next chunk decodes on
+        the worker threads while the caller runs the one yielded."""
+        pool = self._decoder_pool()
+        ahead: deque[list[Future]] = deque()
+        start = 0
+        try:
+            for chunk in _chunks(items, CHUNK):
+                # Images that decode in under PARALLEL_DECODE_S spend it mostly in Python, holding the GIL:
+                # threads would only contend, so one thread decodes the whole chunk beside the session.
+                size = 1 if self._decode_seconds >= PARALLEL_DECODE_S else len(chunk)
+                ahead.append([pool.submit(self._prepare_slice, chunk[k:k + size], start + k)
+                              for k in range(0, len(chunk), size)])
+                start += len(chunk)
+                if len(ahead) == 2:
+                    yield [prepared for future in ahead.popleft() for prepared in future.result()]
+            while ahead:
+                yield [prepared for future in ahead.popleft() for prepared in future.result()]
+        finally:
+            for futures in ahead:  # a caller that stopped early
+                for future in futures:
+                    future.cancel()
+
+    def _decoder_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix=f"zoo-decode-{self.name}")
+            return self._pool
+
+    def _prepare_slice(self, items: Sequence[ImageInput | Sequence[ImageInput]],
+                       start: int) -> list[dict[str, np.ndarray] | ZooError]:
+        began = time.perf_counter()
+        prepared: list[dict[str, np.ndarray] | ZooError] = []
+        for index, item in enumerate(items, start):
+            try:
+                prepared.append(self._prepare_item(item, index))
+            except ZooError as exc:
+                prepared.append(exc)
+        self._decode_seconds = (time.perf_counter() - began) / len(items)
+        return prepared
+
+    def _prepare_item(self, item: ImageInput | Sequence[ImageInput], index: int) -> dict[str, np.ndarray]:
+        images = self._split(item, len(self.card.inputs), index)
+        return {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
+                for spec, image in zip(self.card.inputs, images)}
 
     def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]]) -> dict[str, np.ndarray]:
-        """The graph's input feeds (uint8 NHWC per input) for `items`."""
-        n_inputs = len(self.card.inputs)
-        columns: list[list[np.ndarray]] = [[] for _ in range(n_inputs)]
-        for index, item in enumerate(items):
-            images = self._split(item, n_inputs, index)
-            for column, spec, image in zip(columns, self.card.inputs, images):
-                column.append(prepare(image, spec.height, spec.width, spec.resize))
-        return {spec.name: np.stack(column) for spec, column in zip(self.card.inputs, columns)}
+        """The graph's input feeds (uint8 NHWC per input) for `items`, decoded on the calling thread."""
+        return concatenated([self._prepare_item(item, index) for index, item in enumerate(items)])
 
     def _split(self, item: object, n_inputs: int, index: int) -> tuple[ImageInput, ...]:
         if n_inputs == 1:

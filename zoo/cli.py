@@ -100,11 +100,21 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    extra = "ray" if args.ray else "serve"
     try:
         from .serve import API_KEY_ENV, serve
+
+        if args.ray:
+            from . import ray as on_ray
     except ImportError as exc:
-        raise ZooError(f"zoo serve needs the serve extra ({exc.name} is missing): pip install 'zoo[serve]'.") from None
-    serve(args.host, args.port, args.api_key or os.environ.get(API_KEY_ENV) or None, args.no_auth, args.device)
+        raise ZooError(f"zoo serve{' --ray' * args.ray} needs the {extra} extra ({exc.name} is missing): "
+                       f"pip install 'zoo[{extra}]'.") from None
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if args.ray:
+        on_ray.start(args.host, args.port, api_key, args.no_auth, args.device, args.replicas, args.threads,
+                     args.address)
+    else:
+        serve(args.host, args.port, api_key, args.no_auth, args.device)
     return 0
 
 
@@ -155,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                                           "beyond the loopback")
     served.add_argument("--no-auth", action="store_true", help="serve beyond the loopback without an API key")
     served.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    on_ray = served.add_argument_group("on a Ray cluster (the ray extra)")
+    on_ray.add_argument("--ray", action="store_true", help="serve through Ray Serve: the same routes, on replicas")
+    on_ray.add_argument("--replicas", type=positive, default=1, help="replicas of the API (default 1)")
+    on_ray.add_argument("--threads", type=positive, default=1, help="onnxruntime threads (and CPUs) per replica")
+    on_ray.add_argument("--address", help="the cluster to join ('auto', HOST:6379); default: start a local one")
     served.set_defaults(run=cmd_serve)
     args = parser.parse_args(argv)
     try:

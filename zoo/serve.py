@@ -10,7 +10,8 @@
 Each request's images are decoded and checked on a worker thread (a bad one answers 4xx with zoo's message);
 then the requests waiting for a model are run as one onnxruntime batch (up to MAX_IMAGES inputs, gathered for
 at most BATCH_WAIT seconds). The server listens on the loopback unless told otherwise, and then only with an
-API key (a bearer token, compared in constant time) or an explicit `--no-auth`.
+API key (a bearer token, compared in constant time) or an explicit `--no-auth`. The routes run over a
+`Backend`: `LocalModels` here, the Ray Serve deployment in `zoo.ray` on a cluster.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import hmac
 import ipaddress
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
@@ -41,6 +42,24 @@ API_KEY_ENV = "ZOO_API_KEY"
 
 class ServeError(ZooError):
     """The server cannot start as asked (e.g. a public address without an API key)."""
+
+
+class Backend(Protocol):
+    """Where the API's models live and run."""
+
+    def model(self, name: str) -> Model:
+        """Model `name`, loaded once (UnknownModelError when there is none)."""
+
+    async def predict(self, name: str, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+        """Predictions for one request's prepared feeds, batched with other requests for the same model."""
+
+
+def run_together(model: Model, requests: Sequence[dict[str, np.ndarray]]) -> list[list[Prediction]]:
+    """Several requests' feeds through `model` in one onnxruntime run; each request's predictions, in order."""
+    predictions = model.predict_prepared(concatenated(requests))
+    sizes = [len(next(iter(feeds.values()))) for feeds in requests]
+    starts = np.cumsum([0, *sizes])
+    return [predictions[start:start + size] for start, size in zip(starts, sizes)]
 
 
 @dataclass
@@ -78,26 +97,37 @@ class Batcher:
                 batch.append(item)
                 size += item.count
             try:
-                predictions = await asyncio.to_thread(self.model.predict_prepared, concatenated([p.feeds for p in batch]))
+                answers = await asyncio.to_thread(run_together, self.model, [pending.feeds for pending in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for pending in batch:
                     pending.done.set_exception(exc)
                 continue
-            start = 0
-            for pending in batch:
-                pending.done.set_result(predictions[start:start + pending.count])
-                start += pending.count
+            for pending, answer in zip(batch, answers):
+                pending.done.set_result(answer)
 
 
-def create_app(api_key: str | None = None, device: str = "auto") -> FastAPI:
-    """The API over the models in `zoo.list()`; `api_key`: required as a bearer token on every route but /healthz."""
+class LocalModels:
+    """`zoo serve`'s backend: each model loaded in this process on first use, with its own Batcher."""
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+        self.batchers: dict[str, Batcher] = {}
+
+    def model(self, name: str) -> Model:
+        if name not in self.batchers:
+            self.batchers[name] = Batcher(load(name, device=self.device))
+        return self.batchers[name].model
+
+    async def predict(self, name: str, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+        self.model(name)
+        return await self.batchers[name].predict(feeds)
+
+
+def create_app(api_key: str | None = None, backend: Backend | None = None) -> FastAPI:
+    """The API over the models in `zoo.list()`, run by `backend` (default: `LocalModels()`); `api_key`: required
+    as a bearer token on every route but /healthz."""
     app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version="1")
-    batchers: dict[str, Batcher] = {}
-
-    def batcher(name: str) -> Batcher:
-        if name not in batchers:
-            batchers[name] = Batcher(load(name, device=device))
-        return batchers[name]
+    models_here = backend or LocalModels()
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -131,10 +161,10 @@ def create_app(api_key: str | None = None, device: str = "auto") -> FastAPI:
 
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> dict[str, list[dict[str, object]]]:
-        model_batcher = batcher(name)
-        items = await uploaded_items(request, len(model_batcher.model.card.inputs))
-        feeds = await asyncio.to_thread(model_batcher.model.prepare_batch, items)
-        return {"predictions": [p.to_dict() for p in await model_batcher.predict(feeds)]}
+        model = models_here.model(name)
+        items = await uploaded_items(request, len(model.card.inputs))
+        feeds = await asyncio.to_thread(model.prepare_batch, items)
+        return {"predictions": [p.to_dict() for p in await models_here.predict(name, feeds)]}
 
     return app
 
@@ -177,4 +207,4 @@ def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str 
     import uvicorn
 
     check_binding(host, api_key, no_auth)
-    uvicorn.run(create_app(api_key, device), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(api_key, LocalModels(device)), host=host, port=port, log_level="warning")

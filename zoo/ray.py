@@ -1,0 +1,123 @@
+"""The zoo on a Ray cluster (the `ray` extra): a Ray Data batch predictor and `zoo serve`'s HTTP API as a Ray
+Serve deployment.
+
+    ds = ray.data.read_binary_files("s3://bucket/photos/", include_paths=True)
+    ds = ds.map_batches(zoo.ray.Predictor, fn_constructor_kwargs={"name": "cnn"}, batch_size=64, concurrency=4)
+
+    zoo serve --ray --replicas 4 --address auto     # the same routes as `zoo serve`, on the cluster
+
+Both run the models as `zoo.load` does, so their answers are zoo's.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import ray
+from fastapi import FastAPI
+from ray import serve
+
+from .errors import ZooError
+from .model import Model, Prediction, load
+from .preprocess import ImageInput
+from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, run_together
+
+#: The columns a batch's images are read from, in the order they are looked for: `image` as
+#: `ray.data.read_images` makes it, `bytes` as `ray.data.read_binary_files` makes it; `a` and `b` for pairs.
+SINGLE_IMAGE_COLUMNS = ("image", "bytes")
+PAIR_COLUMNS = ("a", "b")
+#: A local cluster that listens on the loopback only, without the dashboard.
+LOOPBACK_CLUSTER = {"_node_ip_address": "127.0.0.1", "include_dashboard": False}
+
+
+class Predictor:
+    """A Ray Data batch function: `ds.map_batches(Predictor, fn_constructor_kwargs={"name": ...})`.
+
+    Each batch (numpy format) gets `label` and `score` columns, `error` ("" when the row was predicted; an
+    unreadable image gives its message and an empty label, and the job goes on), and for the changer one
+    `change_<name>` and `param_<name>` column per change and parameter. The images are read from an `image`
+    column (arrays) or a `bytes` column (encoded files); the changer's pairs from `a` and `b` columns (bytes,
+    arrays or paths). Every other column is passed through.
+    """
+
+    def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
+        self.model = load(name, device=device, threads=threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = list(self.model.predict_each(self._items(batch)))
+        predicted = [result for result in results if isinstance(result, Prediction)]
+        out = dict(batch)
+        out["label"] = np.array([r.label if isinstance(r, Prediction) else "" for r in results], dtype=object)
+        out["score"] = np.array([r.score if isinstance(r, Prediction) else np.nan for r in results])
+        out["error"] = np.array(["" if isinstance(r, Prediction) else str(r) for r in results], dtype=object)
+        card = self.model.card
+        for prefix, names, field in (("change", card.changes, "changes"), ("param", card.param_names, "params")):
+            for key in names if predicted and getattr(predicted[0], field) is not None else ():
+                out[f"{prefix}_{key}"] = np.array(
+                    [getattr(r, field)[key] if isinstance(r, Prediction) else np.nan for r in results])
+        return out
+
+    def _items(self, batch: dict[str, np.ndarray]) -> list[ImageInput | tuple[ImageInput, ...]]:
+        if len(self.model.card.inputs) == 2:
+            if not set(PAIR_COLUMNS) <= set(batch):
+                raise ZooError(f"model {self.model.name!r} predicts pairs: give the batches columns "
+                               f"{PAIR_COLUMNS} (got {sorted(batch)}).")
+            return list(zip(*(list(batch[column]) for column in PAIR_COLUMNS)))
+        column = next((c for c in SINGLE_IMAGE_COLUMNS if c in batch), None)
+        if column is None:
+            raise ZooError(f"no image column in the batch (got {sorted(batch)}); give an 'image' column "
+                           "(ray.data.read_images) or a 'bytes' column (ray.data.read_binary_files).")
+        return list(batch[column])  # a stacked N x H x W x C column splits into its images
+
+
+@serve.deployment
+@serve.ingress()
+class ZooDeployment:
+    """`zoo serve`'s API on Ray Serve: every replica loads the models it is asked for, and requests for one
+    model arriving together run as one onnxruntime batch (`serve.batch`, up to MAX_IMAGES images)."""
+
+    def __init__(self, api_key: str | None = None, device: str = "auto", threads: int = 1) -> None:
+        self.api_key, self.device, self.threads = api_key, device, threads
+        self.models: dict[str, Model] = {}
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self.api_key, backend=self)
+
+    def model(self, name: str) -> Model:
+        if name not in self.models:
+            self.models[name] = load(name, device=self.device, threads=self.threads)
+        return self.models[name]
+
+    async def predict(self, name: str, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+        return await self._batched((name, feeds))
+
+    @serve.batch(max_batch_size=MAX_IMAGES, batch_wait_timeout_s=BATCH_WAIT,
+                 batch_size_fn=lambda requests: sum(len(next(iter(feeds.values()))) for _, feeds in requests))
+    async def _batched(self, requests: Sequence[tuple[str, dict[str, np.ndarray]]]) -> list[list[Prediction]]:
+        by_model: dict[str, list[int]] = defaultdict(list)
+        for index, (name, _) in enumerate(requests):
+            by_model[name].append(index)
+        answers: list[Any] = [None] * len(requests)
+        for name, indices in by_model.items():
+            together = await asyncio.to_thread(run_together, self.model(name), [requests[i][1] for i in indices])
+            for index, answer in zip(indices, together):
+                answers[index] = answer
+        return answers
+
+
+def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, no_auth: bool = False,
+          device: str = "auto", replicas: int = 1, threads: int = 1, address: str | None = None,
+          blocking: bool = True) -> None:
+    """Run `ZooDeployment` with `replicas` replicas (each `threads` onnxruntime threads and as many CPUs) behind
+    Ray Serve's HTTP proxy on host:port; `blocking`: until interrupted. `address`: an existing cluster ("auto",
+    "HOST:6379"); without it (and no Ray connected yet) a local one starts, kept on the loopback when `host` is."""
+    check_binding(host, api_key, no_auth)
+    if address:
+        ray.init(address=address)
+    elif not ray.is_initialized():
+        ray.init(**(LOOPBACK_CLUSTER if host in ("127.0.0.1", "localhost") else {}))
+    serve.start(http_options={"host": host, "port": port})
+    deployment = ZooDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": threads})
+    serve.run(deployment.bind(api_key, device, threads), name="zoo", route_prefix="/", blocking=blocking)

@@ -22,7 +22,7 @@ from ray import serve
 from .errors import ZooError
 from .model import Model, Prediction, load
 from .preprocess import ImageInput
-from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, run_together
+from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, prepared, run_together
 
 #: The columns a batch's images are read from, in the order they are looked for: `image` as
 #: `ray.data.read_images` makes it, `bytes` as `ray.data.read_binary_files` makes it; `a` and `b` for pairs.
@@ -90,7 +90,8 @@ class ZooDeployment:
             self.models[name] = load(name, device=self.device, threads=self.threads)
         return self.models[name]
 
-    async def predict(self, name: str, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
+        feeds = await prepared(self.model(name), items)
         return await self._batched((name, feeds))
 
     @serve.batch(max_batch_size=MAX_IMAGES, batch_wait_timeout_s=BATCH_WAIT,

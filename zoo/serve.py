@@ -25,16 +25,22 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import card as read_card
 from .errors import ImageError, UnknownModelError, ZooError
 from .model import Model, Prediction, concatenated, load
+from .preprocess import ImageInput
 from .registry import list_models
 
 MAX_IMAGES = 64
 #: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
 BATCH_WAIT = 0.004
+#: Uploads up to this many bytes are decoded on the event loop (a 32x32 JPEG is ~1 KB; a phone photo, MBs).
+INLINE_DECODE_BYTES = 64 * 1024
+#: How often a waiting batch looks for requests that have finished decoding.
+BATCH_POLL = 0.0005
 #: The largest request body accepted (ZOO_MAX_REQUEST_BYTES), checked before it is read.
 MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
 API_KEY_ENV = "ZOO_API_KEY"
@@ -50,8 +56,9 @@ class Backend(Protocol):
     def model(self, name: str) -> Model:
         """Model `name`, loaded once (UnknownModelError when there is none)."""
 
-    async def predict(self, name: str, feeds: dict[str, np.ndarray]) -> list[Prediction]:
-        """Predictions for one request's prepared feeds, batched with other requests for the same model."""
+    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
+        """Predictions for one request's inputs, decoded off the event loop and run in one batch with other
+        requests for the same model."""
 
 
 def run_together(model: Model, requests: Sequence[dict[str, np.ndarray]]) -> list[list[Prediction]]:
@@ -76,12 +83,18 @@ class Batcher:
         self.model = model
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.worker: asyncio.Task | None = None
+        self.decoding = 0  # requests whose images are being decoded: they will join the queue soon
 
-    async def predict(self, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+    async def predict(self, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
         if self.worker is None:
             self.worker = asyncio.create_task(self.run())
-        pending = Pending(feeds, len(next(iter(feeds.values()))))
-        await self.queue.put(pending)
+        self.decoding += 1
+        try:
+            feeds = await prepared(self.model, items)
+        finally:
+            self.decoding -= 1
+        pending = Pending(feeds, len(items))
+        self.queue.put_nowait(pending)
         return await pending.done
 
     async def run(self) -> None:
@@ -89,13 +102,15 @@ class Batcher:
         while True:
             batch = [await self.queue.get()]
             size, deadline = batch[0].count, loop.time() + BATCH_WAIT
-            while size < MAX_IMAGES and (left := deadline - loop.time()) > 0:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), left)
-                except asyncio.TimeoutError:
+            # Take what is queued; wait (up to BATCH_WAIT) only for requests still decoding.
+            while size < MAX_IMAGES:
+                if not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                    size += batch[-1].count
+                elif self.decoding and loop.time() < deadline:
+                    await asyncio.sleep(BATCH_POLL)
+                else:
                     break
-                batch.append(item)
-                size += item.count
             try:
                 answers = await asyncio.to_thread(run_together, self.model, [pending.feeds for pending in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
@@ -104,6 +119,18 @@ class Batcher:
                 continue
             for pending, answer in zip(batch, answers):
                 pending.done.set_result(answer)
+
+
+async def prepared(model: Model, items: list[ImageInput | tuple[ImageInput, ...]]) -> dict[str, np.ndarray]:
+    """`model.prepare_batch(items)`: small uploads on the event loop (a thread hand-off costs more than they
+    take, and threads decoding many of them contend for the GIL), larger ones on a worker thread."""
+    if sum(map(len, flat(items))) <= INLINE_DECODE_BYTES:
+        return model.prepare_batch(items)
+    return await asyncio.to_thread(model.prepare_batch, items)
+
+
+def flat(items: list[Any]) -> list[bytes]:
+    return [image for item in items for image in (item if isinstance(item, tuple) else (item,))]
 
 
 class LocalModels:
@@ -118,9 +145,35 @@ class LocalModels:
             self.batchers[name] = Batcher(load(name, device=self.device))
         return self.batchers[name].model
 
-    async def predict(self, name: str, feeds: dict[str, np.ndarray]) -> list[Prediction]:
+    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
         self.model(name)
-        return await self.batchers[name].predict(feeds)
+        return await self.batchers[name].predict(items)
+
+
+class Guard:
+    """Refuses a request without the API key (but /healthz) or over MAX_REQUEST_BYTES before the app reads it.
+    A plain ASGI middleware: FastAPI's `@app.middleware` costs a task group per request."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.refusal(scope["path"], Headers(scope=scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, path: str, headers: Headers) -> JSONResponse | None:
+        if self.api_key is not None and path != "/healthz":
+            given = headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+                return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+            return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413)
+        return None
 
 
 def create_app(api_key: str | None = None, backend: Backend | None = None) -> FastAPI:
@@ -129,16 +182,7 @@ def create_app(api_key: str | None = None, backend: Backend | None = None) -> Fa
     app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version="1")
     models_here = backend or LocalModels()
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        if api_key is not None and request.url.path != "/healthz":
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413)
-        return await call_next(request)
+    app.add_middleware(Guard, api_key=api_key)
 
     @app.exception_handler(ZooError)
     async def zoo_error(_: Request, exc: ZooError) -> JSONResponse:
@@ -160,11 +204,9 @@ def create_app(api_key: str | None = None, backend: Backend | None = None) -> Fa
         return read_card(name).to_dict()
 
     @app.post("/v1/models/{name}/predict")
-    async def predict(name: str, request: Request) -> dict[str, list[dict[str, object]]]:
-        model = models_here.model(name)
-        items = await uploaded_items(request, len(model.card.inputs))
-        feeds = await asyncio.to_thread(model.prepare_batch, items)
-        return {"predictions": [p.to_dict() for p in await models_here.predict(name, feeds)]}
+    async def predict(name: str, request: Request) -> JSONResponse:
+        items = await uploaded_items(request, len(models_here.model(name).card.inputs))
+        return JSONResponse({"predictions": [p.to_dict() for p in await models_here.predict(name, items)]})
 
     return app
 

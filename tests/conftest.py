@@ -23,6 +23,8 @@ _SCRATCH = tempfile.mkdtemp(prefix="zoo-tests-")
 os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(_SCRATCH, "hypothesis")
 from hypothesis import settings  # noqa: E402 - reads its storage directory when imported
 
+from zoo.cli import RAY_LOOPBACK_ENVIRONMENT  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The CIFAR-10 JPEG copy; CI has ../shared beside the clone, ZOO_TEST_DATA overrides.
 CIFAR = Path(os.environ.get("ZOO_TEST_DATA", ROOT.parent / "shared" / "data" / "cifar10-jpeg"))
@@ -31,6 +33,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["ZOO_CACHE"] = os.path.join(_SCRATCH, "decode-cache")
+os.environ.update(RAY_LOOPBACK_ENVIRONMENT)  # before anything imports ray
 settings.register_profile("no-database", database=None)
 settings.load_profile("no-database")
 

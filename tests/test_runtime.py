@@ -67,6 +67,54 @@ def test_batch_equals_single_predictions(cifar_images):
         assert single.score == pytest.approx(prediction.score, abs=1e-5)
 
 
+@pytest.mark.parametrize("parallel_from_s", [0.0, float("inf")], ids=["one-image-per-thread", "chunk-per-thread"])
+def test_decoding_on_worker_threads_keeps_order_and_answers(cifar_root, monkeypatch, parallel_from_s):
+    # 150 items cross two chunk boundaries; both ways of splitting the decoding among the threads are taken.
+    monkeypatch.setattr(zoo.model, "PARALLEL_DECODE_S", parallel_from_s)
+    files = sorted((cifar_root / "test").rglob("*.jpg"))[::40][:150]
+    model = zoo.load(SHIPPED[0], device="cpu")
+    batch = model.predict_batch(files)
+    feeds = np.concatenate([model.prepare_batch(files[k:k + 50])[model.card.inputs[0].name] for k in (0, 50, 100)])
+    direct = model.predict_prepared({model.card.inputs[0].name: feeds})
+    assert [p.label for p in batch] == [p.label for p in direct]
+    assert [p.probs for p in batch] == [p.probs for p in direct]
+
+
+def test_predict_batch_raises_the_first_bad_input_and_predict_each_goes_on(cifar_images, tmp_path):
+    first_bad, second_bad = tmp_path / "first.jpg", tmp_path / "second.jpg"
+    first_bad.write_bytes(b"not an image")
+    second_bad.write_bytes(b"")
+    items = [*cifar_images * 8, first_bad, *cifar_images, second_bad]
+    model = zoo.load(SHIPPED[0], device="cpu")
+    with pytest.raises(zoo.ImageError, match="first.jpg"):
+        model.predict_batch(items)
+    results = list(model.predict_each(items))
+    assert [type(r).__name__ for r in results[len(cifar_images) * 8:]] == (
+        ["ImageError"] + ["Prediction"] * len(cifar_images) + ["ImageError"])
+    assert [r.label for r in results[:len(cifar_images)]] == [p.label for p in model.predict_batch(cifar_images)]
+
+
+def test_predict_each_reads_a_stream_at_most_two_chunks_ahead(cifar_images):
+    taken = []
+
+    def stream():
+        for index in range(10 * zoo.model.CHUNK):
+            taken.append(index)
+            yield cifar_images[index % len(cifar_images)]
+
+    results = zoo.load(SHIPPED[0], device="cpu").predict_each(stream())
+    next(results)
+    assert len(taken) <= 2 * zoo.model.CHUNK + 1
+
+
+def test_sessions_without_spinning_threads():
+    from zoo.runtime import session_options
+
+    assert session_options(spinning=False).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(RuntimeError, match="does not have"):  # not set: onnxruntime's default, spinning
+        session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+
 def test_large_photo_of_any_aspect_is_resized(cifar_images):
     model = zoo.load(SHIPPED[0], device="cpu")
     big = Image.open(cifar_images[0]).resize((3000, 2000))

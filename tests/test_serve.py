@@ -33,6 +33,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float, log: Path | None = None) -> None:
+    """Wait until the server at `url` answers /healthz; fail with its output (its stdout pipe, or `log`) if it
+    exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if server.poll() is not None:
+            break
+    if log is not None:
+        output = log.read_text(errors="replace")
+    else:
+        output = server.stdout.read1().decode() if server.stdout and server.poll() is not None else ""
+    raise AssertionError(f"the server did not answer /healthz within {seconds} s: {output[-3000:]}")
+
+
 def start(*options: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "ZOO_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)}
@@ -40,14 +59,7 @@ def start(*options: str) -> Iterator[str]:
                                *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError(f"zoo serve did not start: {server.stdout.read1().decode() if server.stdout else ''}")
+        wait_until_healthy(url, server, seconds=30)
         yield url
     finally:
         server.terminate()

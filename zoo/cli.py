@@ -99,12 +99,20 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What a local Ray cluster needs to keep every Ray process on 127.0.0.1 and send no usage statistics; read when
+#: ray is imported. (Ray's switch is named after Windows and macOS, where the loopback is its default.)
+RAY_LOOPBACK_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     extra = "ray" if args.ray else "serve"
     try:
-        from .serve import API_KEY_ENV, serve
+        from .serve import API_KEY_ENV, loopback, serve
 
         if args.ray:
+            if not args.address and loopback(args.host):
+                for key, value in RAY_LOOPBACK_ENVIRONMENT.items():
+                    os.environ.setdefault(key, value)
             from . import ray as on_ray
     except ImportError as exc:
         raise ZooError(f"zoo serve{' --ray' * args.ray} needs the {extra} extra ({exc.name} is missing): "

@@ -91,10 +91,10 @@ POSTPROCESS: dict[str, Callable[[ModelCard, dict[str, np.ndarray]], list[Predict
 class Model:
     """A shipped model, loaded with its card, its files verified, on the chosen device."""
 
-    def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
+    def __init__(self, name: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> None:
         self.folder, self.card = verified(name)
         self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
-                                                   self.card.session_config)
+                                                   self.card.session_config, spinning)
         if self.card.task not in POSTPROCESS:
             raise ZooError(
                 f"model {name!r} has task {self.card.task!r}, which this version of zoo cannot run "
@@ -264,6 +264,10 @@ def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) ->
     return target
 
 
-def load(name: str, device: str = "auto", threads: int = 0) -> Model:
-    """Load model `name` (see `zoo.list()`) on "auto" (CUDA when it works, else CPU), "cpu" or "cuda"."""
-    return Model(name, device=device, threads=threads)
+def load(name: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> Model:
+    """Load model `name` (see `zoo.list()`) on "auto" (CUDA when it works, else CPU), "cpu" or "cuda".
+
+    `threads`: onnxruntime's threads (0: one per physical core). `spinning`: its threads keep spinning between
+    runs, which answers back-to-back calls sooner; a server, whose event loop shares the cores, wants False.
+    """
+    return Model(name, device=device, threads=threads, spinning=spinning)

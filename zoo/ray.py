@@ -2,7 +2,8 @@
 Serve deployment.
 
     ds = ray.data.read_binary_files("s3://bucket/photos/", include_paths=True)
-    ds = ds.map_batches(zoo.ray.Predictor, fn_constructor_kwargs={"name": "cnn"}, batch_size=64, concurrency=4)
+    ds = ds.map_batches(zoo.ray.Predictor, fn_constructor_kwargs={"name": "cnn", "threads": 1}, batch_size=64,
+                        compute=ray.data.ActorPoolStrategy(size=3))   # on 4 CPUs: one left for reading
 
     zoo serve --ray --replicas 4 --address auto     # the same routes as `zoo serve`, on the cluster
 
@@ -22,14 +23,12 @@ from ray import serve
 from .errors import ZooError
 from .model import Model, Prediction, load
 from .preprocess import ImageInput
-from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, prepared, run_together
+from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, loopback, prepared, run_together
 
 #: The columns a batch's images are read from, in the order they are looked for: `image` as
 #: `ray.data.read_images` makes it, `bytes` as `ray.data.read_binary_files` makes it; `a` and `b` for pairs.
 SINGLE_IMAGE_COLUMNS = ("image", "bytes")
 PAIR_COLUMNS = ("a", "b")
-#: A local cluster that listens on the loopback only, without the dashboard.
-LOOPBACK_CLUSTER = {"_node_ip_address": "127.0.0.1", "include_dashboard": False}
 
 
 class Predictor:
@@ -87,7 +86,7 @@ class ZooDeployment:
 
     def model(self, name: str) -> Model:
         if name not in self.models:
-            self.models[name] = load(name, device=self.device, threads=self.threads)
+            self.models[name] = load(name, device=self.device, threads=self.threads, spinning=False)
         return self.models[name]
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
@@ -113,12 +112,13 @@ def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           blocking: bool = True) -> None:
     """Run `ZooDeployment` with `replicas` replicas (each `threads` onnxruntime threads and as many CPUs) behind
     Ray Serve's HTTP proxy on host:port; `blocking`: until interrupted. `address`: an existing cluster ("auto",
-    "HOST:6379"); without it (and no Ray connected yet) a local one starts, kept on the loopback when `host` is."""
+    "HOST:6379"); without it (and no Ray connected yet) a local one starts, without the dashboard when `host` is
+    the loopback (`zoo serve --ray` then also keeps Ray's own processes there: `zoo.cli.RAY_LOOPBACK_ENVIRONMENT`)."""
     check_binding(host, api_key, no_auth)
     if address:
         ray.init(address=address)
     elif not ray.is_initialized():
-        ray.init(**(LOOPBACK_CLUSTER if host in ("127.0.0.1", "localhost") else {}))
+        ray.init(include_dashboard=not loopback(host))
     serve.start(http_options={"host": host, "port": port})
     deployment = ZooDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": threads})
     serve.run(deployment.bind(api_key, device, threads), name="zoo", route_prefix="/", blocking=blocking)

@@ -142,7 +142,7 @@ class LocalModels:
 
     def model(self, name: str) -> Model:
         if name not in self.batchers:
-            self.batchers[name] = Batcher(load(name, device=self.device))
+            self.batchers[name] = Batcher(load(name, device=self.device, spinning=False))
         return self.batchers[name].model
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
@@ -234,13 +234,17 @@ async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[
     return columns[0] if n_inputs == 1 else list(zip(*columns))
 
 
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine's loopback (nothing else can reach it)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def check_binding(host: str, api_key: str | None, no_auth: bool) -> None:
     """Refuse to listen beyond the loopback without an API key, unless `--no-auth` says so explicitly."""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and api_key is None and not no_auth:
+    if not loopback(host) and api_key is None and not no_auth:
         raise ServeError(f"listening on {host} needs an API key (--api-key or {API_KEY_ENV}), "
                          "or --no-auth to serve without one.")
 

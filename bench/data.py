@@ -5,7 +5,11 @@ import argparse
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
+
+from PIL import Image
+
+from training.data import HASH_SPLITS, hash_bucket
 
 if TYPE_CHECKING:
     from training.recipes import Recipe
@@ -14,6 +18,12 @@ if TYPE_CHECKING:
 DATA_ENVIRONMENT_VARIABLE = "ZOO_DATA"
 #: The data folder as training recipes (and the model cards that record them) name it, relative to the checkout.
 RECIPE_DATA_FOLDER = Path("../shared/data")
+#: The CIFAR-10 JPEG test split and the Caltech-101 subset, inside the data folder.
+CIFAR_TEST_SPLIT = Path("cifar10-jpeg") / "test"
+CALTECH_SUBSET = Path("caltech101-subset")
+#: Width and height of the 12-megapixel JPEGs made from real photos, and their JPEG quality.
+TWELVE_MEGAPIXELS = (4000, 3000)
+LARGE_JPEG_QUALITY = 90
 
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
@@ -38,3 +48,36 @@ def relocated(recipe: Recipe, data: Path) -> Recipe:
         return dataclasses.replace(recipe, data=str(data / Path(recipe.data).relative_to(RECIPE_DATA_FOLDER)))
     except ValueError:
         return recipe
+
+
+def caltech_test_bucket(root: Path, count: int) -> list[Path]:
+    """The first `count` photos of the Caltech subset's test bucket (no model trained on them), in sorted order."""
+    low, high = HASH_SPLITS["test"]
+    return [path for path in sorted(root.rglob("*.jpg")) if low <= hash_bucket(path, root) < high][:count]
+
+
+def spread(files: Sequence[Path], count: int) -> list[Path]:
+    """`count` of `files` taken at even steps, so that a sorted class-per-folder list gives every class."""
+    return list(files[:: max(1, len(files) // count)][:count])
+
+
+def twelve_megapixel_set(data: Path, out: Path, count: int) -> list[Path]:
+    """`count` 12-megapixel JPEGs in `out`, made from the Caltech subset's first test-bucket photos (bilinear
+    upscale to 4000x3000, quality 90): real photo content at the size a phone camera writes. Files already in
+    `out` are reused."""
+    root = data / CALTECH_SUBSET
+    photos = caltech_test_bucket(root, count)
+    if len(photos) < count:
+        raise FileNotFoundError(f"{root} has {len(photos)} test-bucket photos; {count} are needed")
+    out.mkdir(parents=True, exist_ok=True)
+    large = []
+    for index, photo in enumerate(photos):
+        target = out / f"{index:04d}-{photo.parent.name}-{photo.stem}.jpg"
+        if not target.exists():
+            partial = target.with_suffix(".partial")  # an interrupted run leaves no truncated JPEG behind
+            with Image.open(photo) as image:
+                image.convert("RGB").resize(TWELVE_MEGAPIXELS, Image.Resampling.BILINEAR).save(
+                    partial, format="JPEG", quality=LARGE_JPEG_QUALITY)
+            os.replace(partial, target)
+        large.append(target)
+    return large

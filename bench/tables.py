@@ -64,3 +64,57 @@ def runtimes_table(reports: dict[str, dict[str, Any]], runtimes: Sequence[str]) 
     return markdown(["model", "file", *runtimes], ([f"`{name}`", f"`{report['file']}`",
                                                     *(cell(report[runtime]) for runtime in runtimes)]
                                                    for name, report in reports.items()))
+
+
+def decode_table(report: dict[str, Any]) -> str:
+    """Each model's stages alone against `predict` and `predict_batch` on each set of files (`python -m bench.scale`):
+    per-item decoding on one thread and on every core, inference per item at batch 64, `predict_batch` against
+    the bound those stages set, and `predict` against its stages' sum with the allowed margin."""
+    def cells(name: str, row: dict[str, Any], set_name: str, s: dict[str, Any]) -> list[str]:
+        missed = {key: "" if s[key] else " (missed)" for key in ("predict_batch_goal_met", "predict_goal_met")}
+        return [name, set_name, f"{s['decode_s_one_thread'] * 1e3:.2f}",
+                f"{s['decode_s_all_cores_threads'] * 1e3:.2f} / {s['decode_s_all_cores_processes'] * 1e3:.2f}",
+                f"{row['inference_s_b64'] * 1e3:.3f}", f"{s['predict_batch_ips']:.0f}",
+                f"{s['share_of_bound_processes']:.0%} / {s['share_of_bound_threads']:.0%}"
+                + missed["predict_batch_goal_met"],
+                f"{s['predict_s'] * 1e3:.2f} vs {s['predict_budget_s'] * 1e3:.2f}" + missed["predict_goal_met"]]
+
+    return markdown(["model", "set", "decode 1 thread ms", "decode all cores ms (threads / processes)",
+                     "inference ms/img b64", "predict_batch img/s", "share of bound (processes / threads)",
+                     "predict ms vs budget"],
+                    (cells(name, row, set_name, figures) for name, row in report["models"].items()
+                     for set_name, figures in row["sets"].items()))
+
+
+def serving_table(report: dict[str, Any]) -> str:
+    """`zoo serve` under concurrent clients (`python -m bench.scale`), beside `predict_batch` on the same files."""
+    serving = report["serving"]
+    if "skipped" in serving:
+        return f"zoo serve: skipped ({serving['skipped']})"
+
+    def ms(value: float | None, scale: float = 1.0) -> str:
+        return "—" if value is None else f"{value * scale:.1f}"
+
+    return markdown(["model", "set", "img/request", "clients", "img/s", "p50 ms", "p99 ms", "share of predict_batch",
+                     "CPU ms/img server / clients", "failed"],
+                    ([run["model"], run["set"], str(run["per_request"]), str(run["clients"]), f"{run['ips']:.1f}",
+                      ms(run["p50_ms"]),
+                      ms(run["p99_ms"]), f"{run['share_of_predict_batch']:.0%}"
+                      + (" (missed)" if run.get("goal_met") is False else ""),
+                      f"{ms(run['server_cpu_s_per_item'], 1e3)} / {ms(run['client_cpu_s_per_item'], 1e3)}",
+                      str(run["failed"])]
+                     for run in serving["runs"]))
+
+
+def ray_table(report: dict[str, Any]) -> str:
+    """Ray Data pipelines (`python -m bench.scale`), beside `predict_batch` on the same files."""
+    ray = report["ray"]
+    if "runs" not in ray:
+        return f"Ray Data: {ray.get('skipped') or ray['unavailable']}"
+    table = markdown(["model", "set", "workers", "img/s (start-up included)", "predict_batch img/s",
+                      "share of predict_batch", "rows (errors)"],
+                     ([run["model"], run["set"], str(run["workers"]), f"{run['ips']:.1f}",
+                       f"{run['predict_batch_ips']:.0f}", f"{run['share_of_predict_batch']:.0%}",
+                       f"{run['rows']} ({run['errors']})"]
+                      for run in ray["runs"]))
+    return table + "".join(f"\n\n{name}: not run ({reason})" for name, reason in ray["skipped"].items())

@@ -2,31 +2,28 @@
 photographs the models' answers stay those of full decoding, up to resampling noise."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import zoo
+from bench.data import CALTECH_SUBSET, caltech_test_bucket, twelve_megapixel_set
+from conftest import CIFAR
 from zoo.preprocess import fit_to_input, load_image, prepare
 
-CALTECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech101-subset"
+DATA = CIFAR.parent
+CALTECH = DATA / CALTECH_SUBSET
 PHOTOS = 500
+LARGE_PHOTOS = 100
 MIN_AGREEMENT = 0.995
 MAX_PROBABILITY_DIFF = 0.02
 
 
-def test_bucket(root: Path, count: int) -> list[Path]:
-    """`count` photos of the Caltech subset's test bucket (the last 15% by a hash of the relative path, as
-    training splits it), in a fixed order."""
-    def bucket(path: Path) -> int:
-        return int(hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest()[:8], 16) % 100
-    return [p for p in sorted(root.rglob("*.jpg")) if bucket(p) >= 85][:count]
-
-
-test_bucket.__test__ = False  # a helper, not a test
+@pytest.fixture(scope="module")
+def large_photos(tmp_path_factory) -> list[Path]:
+    """The first test-bucket photos at 12 megapixels, so that every model's input is drafted from a large JPEG."""
+    return twelve_megapixel_set(DATA, tmp_path_factory.mktemp("12mp"), LARGE_PHOTOS)
 
 
 def one_model_per_input_size() -> list[str]:
@@ -40,17 +37,12 @@ def one_model_per_input_size() -> list[str]:
 
 @pytest.mark.skipif(not CALTECH.is_dir(), reason=f"the Caltech-101 subset is not at {CALTECH}")
 @pytest.mark.parametrize("name", one_model_per_input_size())
-def test_draft_decoding_keeps_the_answers_on_real_photos(name, tmp_path):
+def test_draft_decoding_keeps_the_answers_on_real_photos(name, large_photos):
     model = zoo.load(name, device="cpu")
     spec = model.card.inputs[0]
-    photos = test_bucket(CALTECH, PHOTOS)
+    photos = caltech_test_bucket(CALTECH, PHOTOS)
     assert len(photos) == PHOTOS
-    # Each photo also at 12 megapixels, so that every model's input is drafted from a large JPEG.
-    large = []
-    for k, photo in enumerate(photos[:100]):
-        Image.open(photo).convert("RGB").resize((4000, 3000), Image.Resampling.BILINEAR).save(tmp_path / f"{k}.jpg", quality=90)
-        large.append(tmp_path / f"{k}.jpg")
-    inputs = photos + large
+    inputs = photos + large_photos
     drafted = np.stack([prepare(path, spec.height, spec.width, spec.resize) for path in inputs])
     full = np.stack([fit_to_input(load_image(path), spec.height, spec.width, spec.resize) for path in inputs])
     assert (drafted != full).any(), "no photo was drafted: the test would prove nothing"

@@ -130,6 +130,11 @@ def _decoded(root: Path, files: list[tuple[Path, int]], classes: tuple[str, ...]
 HASH_SPLITS = {"train": (0, 80), "val": (80, 85), "test": (85, 100)}
 
 
+def hash_bucket(path: Path, root: Path) -> int:
+    """The bucket (0-99) of an image under `root`: a hash of its relative path, the same on every machine."""
+    return int(hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest()[:8], 16) % 100
+
+
 def load_hashed_split(root: str | Path, split: str, size: int) -> Split:
     """Split `split` of an ImageFolder tree that has no train/test folders (e.g. the Caltech-101 subset).
 
@@ -139,8 +144,7 @@ def load_hashed_split(root: str | Path, split: str, size: int) -> Split:
     root = Path(root)
     classes, files = _folder_index(root)
     low, high = HASH_SPLITS[split]
-    bucket = lambda path: int(hashlib.sha256(str(path.relative_to(root)).encode()).hexdigest()[:8], 16) % 100  # noqa: E731
-    files = [(path, label) for path, label in files if low <= bucket(path) < high]
+    files = [(path, label) for path, label in files if low <= hash_bucket(path, root) < high]
     return _decoded(root, files, classes, size, f"{root.name}-{split}", f"{root} ({split})")
 
 

@@ -253,4 +253,4 @@ def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str 
     import uvicorn
 
     check_binding(host, api_key, no_auth)
-    uvicorn.run(create_app(api_key, LocalModels(device)), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(api_key, LocalModels(device)), host=host, port=port, log_level="warning", access_log=False)

@@ -1,13 +1,16 @@
-"""README.md and docs/: the model tables are the cards' (as `python -m export.report` prints them), int8 rows
-name only shipped models, and the user documentation speaks of the product, not of how it was made."""
+"""README.md and docs/: the model tables are the cards' (as `python -m export.report` prints them), the serving
+tables are the saved benchmark's, int8 rows name only shipped models, and the user documentation speaks of the
+product, not of how it was made."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 import zoo
+from bench.tables import decode_table, ray_table, serving_table
 from export.report import carplane_table, model_table, robustness_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +37,13 @@ def test_the_cards_tables_appear_verbatim(what, make, path, shown):
     table = make()
     assert table, f"the cards give no {what}"
     assert shown(table) in path.read_text(), f"{path.name}: its {what} differs from `python -m export.report`"
+
+
+@pytest.mark.parametrize("make", [decode_table, serving_table, ray_table], ids=lambda make: make.__name__)
+def test_the_scale_benchmark_tables_appear_verbatim(make):
+    report = json.loads((ROOT / "docs" / "bench-scale-cpu.json").read_text())
+    assert make(report) in (ROOT / "docs" / "performance.md").read_text(), (
+        "docs/performance.md differs from `python -m bench.scale --from-json docs/bench-scale-cpu.json`")
 
 
 def table_rows(text: str) -> list[list[str]]:

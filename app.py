@@ -1,4 +1,4 @@
-"""The zoo's Gradio demo: `python app.py [--host 127.0.0.1] [--port 7860] [--share]`.
+"""The zoo's Gradio demo: `python app.py [--host 127.0.0.1] [--port 7860] [--share | --api]`.
 
 Tabs come from the registry: every installed model whose card names a demo group
 (`card.demo`) appears in that group's tab, a model without one gets a tab of its own, and
@@ -314,14 +314,43 @@ def build_demo() -> gr.Blocks:
     return demo
 
 
+def serve_with_api(demo: gr.Blocks, host: str, port: int, api_key: str | None) -> None:
+    """The demo at / and zoo serve's HTTP API (/v1/..., /docs, /healthz) from one server; `api_key` guards the
+    API's paths, the demo's pages stay as open as without --api."""
+    import uvicorn
+
+    from zoo.serve import API_PATHS, LocalModels, create_app
+
+    app = gr.mount_gradio_app(create_app(api_key, LocalModels(), guarded=API_PATHS), demo, path="/",
+                              max_file_size=MAX_FILE_SIZE, show_error=True,
+                              allowed_paths=[str(zoo.models_root()), str(EXAMPLES)])
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Serve the zoo's Gradio demo.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
+    parser.add_argument("--api", action="store_true",
+                        help="also serve zoo's HTTP API (as `zoo serve`: /v1/..., /docs) from the same server; "
+                             "beyond the loopback it needs ZOO_API_KEY, which guards the API's paths")
     args = parser.parse_args(argv)
-    demo = build_demo()
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE).launch(
+    if args.api:
+        if args.share:
+            parser.error("--share opens Gradio's own server: it cannot carry --api")
+        from zoo.serve import API_KEY_ENV, check_binding
+
+        api_key = os.environ.get(API_KEY_ENV) or None
+        try:
+            check_binding(args.host, api_key, no_auth=False)
+        except zoo.ZooError as exc:
+            parser.error(str(exc))
+    demo = build_demo().queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    if args.api:
+        serve_with_api(demo, args.host, args.port, api_key)
+        return
+    demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, show_error=True,
         allowed_paths=[str(zoo.models_root()), str(EXAMPLES)],
     )

@@ -38,16 +38,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(log: Path, zoo_home: Path | None = None) -> Iterator[str]:
-    """Run `python app.py --port PORT` until the block ends; yields its URL. Output goes to `log`."""
+def serve_app(log: Path, zoo_home: Path | None = None, *options: str) -> Iterator[str]:
+    """Run `python app.py --port PORT [options]` until the block ends; yields its URL. Output goes to `log`."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     if zoo_home is not None:
         env["ZOO_HOME"] = str(zoo_home)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with open(log, "w") as output:
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT, env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *options], cwd=ROOT,
+                                   env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:

@@ -180,3 +180,27 @@ def test_one_photo_and_sliders_make_a_pair_the_changer_reads(client):
     assert probs["label"] == "rotation+scaling"
     angle, scale = float(params.split("angle ")[1].split("°")[0]), float(params.split("scale ")[1])
     assert -30 < angle < -20 and 1.2 < scale < 1.4
+
+
+def test_the_demo_and_the_http_api_share_one_server_with_api(home, tmp_path):
+    from gradio_client import Client, handle_file
+
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    cat = EXAMPLES / "cifar10" / "cat.jpg"
+    with serve_app(tmp_path / "app.log", home, "--api") as url:
+        demo = Client(url, verbose=False).predict(handle_file(str(cat)), api_name="/cifar10")
+        assert labels_and_latencies(demo)[0][0]["label"] == "cat"
+        assert httpx.get(f"{url}healthz").json() == {"status": "ok"}
+        answer = httpx.post(f"{url}v1/models/cnn/predict", files=[("image", (cat.name, cat.read_bytes()))], timeout=60)
+        assert answer.json()["predictions"][0]["label"] == zoo.load("cnn", device="cpu").predict(cat).label
+        assert httpx.get(f"{url}docs").status_code == 200
+
+
+def test_api_beyond_the_loopback_needs_a_key(monkeypatch, capsys):
+    monkeypatch.delenv("ZOO_API_KEY", raising=False)
+    app = load_app()
+    monkeypatch.setattr(app, "build_demo", lambda: pytest.fail("the demo was built before the binding was refused"))
+    with pytest.raises(SystemExit):
+        app.main(["--api", "--host", "0.0.0.0"])
+    assert "needs an API key" in capsys.readouterr().err

@@ -172,3 +172,16 @@ def test_listening_beyond_the_loopback_needs_a_key_or_no_auth():
                           cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if k != "ZOO_API_KEY"})
     assert done.returncode == 1 and "needs an API key" in done.stderr
+
+
+def test_beside_other_pages_the_key_guards_only_the_apis_paths():
+    from fastapi.testclient import TestClient
+
+    from zoo.serve import API_PATHS, create_app
+
+    client = TestClient(create_app("s3cret", guarded=API_PATHS))
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.get("/a-page-of-the-demo").status_code == 404  # reaches the app: not refused by the guard
+    assert client.get("/healthz").status_code == 200

@@ -44,6 +44,8 @@ BATCH_POLL = 0.0005
 #: The largest request body accepted (ZOO_MAX_REQUEST_BYTES), checked before it is read.
 MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
 API_KEY_ENV = "ZOO_API_KEY"
+#: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
+API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json")
 
 
 class ServeError(ZooError):
@@ -151,11 +153,12 @@ class LocalModels:
 
 
 class Guard:
-    """Refuses a request without the API key (but /healthz) or over MAX_REQUEST_BYTES before the app reads it.
-    A plain ASGI middleware: FastAPI's `@app.middleware` costs a task group per request."""
+    """Refuses a request under `guarded` paths (but /healthz) without the API key, or any request over
+    MAX_REQUEST_BYTES, before the app reads it. A plain ASGI middleware: FastAPI's `@app.middleware` costs a
+    task group per request."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
-        self.app, self.api_key = app, api_key
+    def __init__(self, app: ASGIApp, api_key: str | None, guarded: tuple[str, ...] = ("/",)) -> None:
+        self.app, self.api_key, self.guarded = app, api_key, guarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -166,7 +169,7 @@ class Guard:
         await self.app(scope, receive, send)
 
     def refusal(self, path: str, headers: Headers) -> JSONResponse | None:
-        if self.api_key is not None and path != "/healthz":
+        if self.api_key is not None and path != "/healthz" and path.startswith(self.guarded):
             given = headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
                 return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
@@ -176,13 +179,14 @@ class Guard:
         return None
 
 
-def create_app(api_key: str | None = None, backend: Backend | None = None) -> FastAPI:
+def create_app(api_key: str | None = None, backend: Backend | None = None, guarded: tuple[str, ...] = ("/",)
+               ) -> FastAPI:
     """The API over the models in `zoo.list()`, run by `backend` (default: `LocalModels()`); `api_key`: required
-    as a bearer token on every route but /healthz."""
+    as a bearer token on every path that starts with one of `guarded` (all by default) but /healthz."""
     app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version="1")
     models_here = backend or LocalModels()
 
-    app.add_middleware(Guard, api_key=api_key)
+    app.add_middleware(Guard, api_key=api_key, guarded=guarded)
 
     @app.exception_handler(ZooError)
     async def zoo_error(_: Request, exc: ZooError) -> JSONResponse:

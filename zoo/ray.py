@@ -12,6 +12,9 @@ Both run the models as `zoo.load` does, so their answers are zoo's.
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+import time
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -29,6 +32,8 @@ from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, loopback, 
 #: `ray.data.read_images` makes it, `bytes` as `ray.data.read_binary_files` makes it; `a` and `b` for pairs.
 SINGLE_IMAGE_COLUMNS = ("image", "bytes")
 PAIR_COLUMNS = ("a", "b")
+#: The Ray Serve application `start` runs.
+APP_NAME = "zoo"
 
 
 class Predictor:
@@ -111,14 +116,31 @@ def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           device: str = "auto", replicas: int = 1, threads: int = 1, address: str | None = None,
           blocking: bool = True) -> None:
     """Run `ZooDeployment` with `replicas` replicas (each `threads` onnxruntime threads and as many CPUs) behind
-    Ray Serve's HTTP proxy on host:port; `blocking`: until interrupted. `address`: an existing cluster ("auto",
-    "HOST:6379"); without it (and no Ray connected yet) a local one starts, without the dashboard when `host` is
-    the loopback (`zoo serve --ray` then also keeps Ray's own processes there: `zoo.cli.RAY_LOOPBACK_ENVIRONMENT`)."""
+    Ray Serve's HTTP proxy on host:port, as the Serve application APP_NAME.
+
+    `address`: an existing cluster ("auto", "HOST:6379"); without it (and no Ray connected yet) a local one
+    starts, without the dashboard when `host` is the loopback (`zoo serve --ray` then also keeps Ray's own
+    processes there: `zoo.cli.RAY_LOOPBACK_ENVIRONMENT`). `blocking`: serve until interrupted (Ctrl-C or
+    SIGTERM), then delete the application, and stop the local cluster if this call started it.
+    """
     check_binding(host, api_key, no_auth)
+    started_here = not address and not ray.is_initialized()
     if address:
         ray.init(address=address)
-    elif not ray.is_initialized():
+    elif started_here:
         ray.init(include_dashboard=not loopback(host))
     serve.start(http_options={"host": host, "port": port})
     deployment = ZooDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": threads})
-    serve.run(deployment.bind(api_key, device, threads), name="zoo", route_prefix="/", blocking=blocking)
+    serve.run(deployment.bind(api_key, device, threads), name=APP_NAME, route_prefix="/")
+    if not blocking:
+        return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds through the clean-up below, as Ctrl-C does
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.delete(APP_NAME)
+        if started_here:
+            ray.shutdown()

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import zoo
 
-from .data import add_data_option, data_folder
+from .data import CIFAR_TEST_SPLIT, add_data_option, data_folder
 from .tables import inference_table, variants_table
 
-#: Where the end-to-end JPEG files come from inside the data folder: the CIFAR-10 JPEG test split.
-IMAGES_IN_DATA = Path("cifar10-jpeg") / "test"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=2, help="end-to-end passes over the files (default 2)")
     add_data_option(parser)
     parser.add_argument("--images", type=Path,
-                        help=f"folder of JPEGs for the end-to-end run (default: DATA/{IMAGES_IN_DATA.as_posix()}; "
+                        help=f"folder of JPEGs for the end-to-end run (default: DATA/{CIFAR_TEST_SPLIT.as_posix()}; "
                              "synthetic JPEGs when it holds too few)")
     parser.add_argument("--torch-device", default="cpu",
                         help="where PyTorch runs (cuda: scripts/gpu_check.sh); zoo's session runs on the CPU here")
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(names) - set(zoo.list()))
     if unknown:
         command_line.error(f"unknown model(s) {unknown}; available: {zoo.list()}")
-    args.images = args.images or data_folder(command_line, args) / IMAGES_IN_DATA
+    args.images = args.images or data_folder(command_line, args) / CIFAR_TEST_SPLIT
     ceiling = matmul_ceiling(args.threads)
     print(f"fp32 matmul ceiling: {ceiling:.1f} GFLOP/s on {args.threads} threads", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as scratch:

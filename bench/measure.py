@@ -18,6 +18,7 @@ import torch
 import zoo
 from zoo.card import ModelCard
 
+from .data import spread
 from .engines import EngineUnavailable, openvino_runner, ort_runner, session_variants
 from .goals import goals, ratios
 from .timing import BATCH, Runner, cpu_name, measure_runner, random_feeds
@@ -27,8 +28,7 @@ from .torch_engines import compiled_runner, first_output, gflop_per_image, torch
 def example_items(card: ModelCard, images: Path, count: int, scratch: Path) -> list[Any]:
     """`count` JPEG files to predict from (pairs for two-input models): real ones from `images` when it holds
     enough, otherwise random images written as JPEGs into `scratch`."""
-    files = sorted(images.rglob("*.jpg")) if images.is_dir() else []
-    files = files[:: max(1, len(files) // (2 * count))]  # spread over the classes
+    files = spread(sorted(images.rglob("*.jpg")), 2 * count) if images.is_dir() else []  # over the classes
     if len(files) < 2 * count:
         from PIL import Image
 

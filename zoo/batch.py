@@ -11,6 +11,7 @@ import glob
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
@@ -125,7 +126,7 @@ def run(model: Model, items: Iterable[str | tuple[str, str]], out: Path | None, 
     skip = rows.done if rows else set()
     todo = (item for item in items if key_of(item) not in skip)
     progress = Progress()
-    pending: list[str] = []
+    pending: deque[str] = deque()  # keys of the items predict_each has taken, oldest first
 
     def keyed(stream: Iterable[str | tuple[str, str]]) -> Iterator[str | Sequence[str]]:
         for item in stream:
@@ -134,7 +135,7 @@ def run(model: Model, items: Iterable[str | tuple[str, str]], out: Path | None, 
 
     try:
         for result in model.predict_each(keyed(todo)):
-            row = row_of(pending.pop(0), result)
+            row = row_of(pending.popleft(), result)
             if rows:
                 rows.write(row)
             else:

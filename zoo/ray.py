@@ -51,14 +51,14 @@ class Predictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = list(self.model.predict_each(self._items(batch)))
-        predicted = [result for result in results if isinstance(result, Prediction)]
         out = dict(batch)
         out["label"] = np.array([r.label if isinstance(r, Prediction) else "" for r in results], dtype=object)
         out["score"] = np.array([r.score if isinstance(r, Prediction) else np.nan for r in results])
         out["error"] = np.array(["" if isinstance(r, Prediction) else str(r) for r in results], dtype=object)
+        # From the card, not the rows: a batch whose every row failed has the same columns as the others.
         card = self.model.card
         for prefix, names, field in (("change", card.changes, "changes"), ("param", card.param_names, "params")):
-            for key in names if predicted and getattr(predicted[0], field) is not None else ():
+            for key in names:
                 out[f"{prefix}_{key}"] = np.array(
                     [getattr(r, field)[key] if isinstance(r, Prediction) else np.nan for r in results])
         return out

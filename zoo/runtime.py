@@ -146,7 +146,7 @@ def session_options(threads: int = 0, config: Mapping[str, str] | None = None,
 
     `threads`: intra-op threads (0: onnxruntime's default, one per physical core); `config`: session
     config entries a model's card asks for; `spinning`: idle threads spin between runs (off, they sleep and
-    leave the cores to other work: with 32 HTTP clients on 2 cores, `zoo serve` answered 2.4-3x more images/s).
+    leave the cores to other work, such as a server's event loop).
     """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -126,13 +126,10 @@ class Batcher:
 async def prepared(model: Model, items: list[ImageInput | tuple[ImageInput, ...]]) -> dict[str, np.ndarray]:
     """`model.prepare_batch(items)`: small uploads on the event loop (a thread hand-off costs more than they
     take, and threads decoding many of them contend for the GIL), larger ones on a worker thread."""
-    if sum(map(len, flat(items))) <= INLINE_DECODE_BYTES:
+    if sum(len(image) for item in items for image in (item if isinstance(item, tuple) else (item,))) \
+            <= INLINE_DECODE_BYTES:
         return model.prepare_batch(items)
     return await asyncio.to_thread(model.prepare_batch, items)
-
-
-def flat(items: list[Any]) -> list[bytes]:
-    return [image for item in items for image in (item if isinstance(item, tuple) else (item,))]
 
 
 class LocalModels:

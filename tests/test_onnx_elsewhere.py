@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +75,32 @@ def export_command(name: str, out: Path) -> list[str]:
     return ["export-onnx", name, str(out), *(["--portable"] if is_portable_form(name) else [])]
 
 
+#: Characters of a failed command's stdout and stderr that its failure message shows (each, from the end).
+OUTPUT_TAIL = 4000
+
+
+def run_checked(command: list, **kwargs) -> subprocess.CompletedProcess:
+    """Run `command` (text output, captured). On a non-zero exit the test fails with the command, its working
+    folder, its exit code and the tail of its stdout and stderr, which `check=True` would have hidden."""
+    command = [str(part) for part in command]
+    done = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        tail = lambda text: text[-OUTPUT_TAIL:].rstrip() or "(nothing)"  # noqa: E731
+        pytest.fail(f"{shlex.join(command)}\n(in {kwargs.get('cwd') or os.getcwd()}) exited with {done.returncode}\n"
+                    f"--- stdout, last {OUTPUT_TAIL} characters ---\n{tail(done.stdout)}\n"
+                    f"--- stderr, last {OUTPUT_TAIL} characters ---\n{tail(done.stderr)}", pytrace=False)
+    return done
+
+
+def running_site_packages() -> list[str]:
+    """The site-packages folders of the interpreter running the tests: a virtual environment's own (and, where it
+    was made with --system-site-packages, its base interpreter's), or the base interpreter's and the user's."""
+    folders = [*site.getsitepackages(), sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]
+    if site.ENABLE_USER_SITE:
+        folders.append(site.getusersitepackages())
+    return [folder for folder in dict.fromkeys(folders) if os.path.isdir(folder)]
+
+
 # --- the three layouts --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -81,20 +110,26 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if uv is None:
         runtime_missing("uv", "a uv install of the wheel")
     work = tmp_path_factory.mktemp("uv")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(work / "dist"), str(source_tree(work / "src"))], check=True)
+    run_checked([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                 work / "dist", source_tree(work / "src")])
     shutil.rmtree(work / "src")  # its hard links would make the onnx package refuse the checkout's model.onnx
     wheel = next((work / "dist").glob("zoo-*.whl"))
-    # The system's packages (onnxruntime, numpy, Pillow) are reused; zoo itself comes from the wheel.
-    subprocess.run([uv, "venv", "-q", "--system-site-packages", "--python", sys.executable, str(work / "venv")],
-                   check=True)
+    run_checked([uv, "venv", "-q", "--python", sys.executable, work / "venv"])
     python = work / "venv" / "bin" / "python"
+    # zoo comes from the wheel; its dependencies (onnxruntime, numpy, Pillow) are reused from the environment
+    # running the tests, with no network. Not --system-site-packages: where the tests run in a virtual
+    # environment, the "system" is its base interpreter, which has none of them. A .pth file in the new
+    # environment appends the running one's site-packages folders to sys.path, after the new environment's own,
+    # so the wheel's zoo comes first. Plain folder lines: the .pth files in those folders (among them an editable
+    # install of zoo) are not read.
+    inner = run_checked([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=work).stdout
+    pth = Path(inner.strip()) / "zoo_tests_running_environment.pth"
+    pth.write_text("".join(f"{folder}\n" for folder in running_site_packages()))
     env = {**os.environ, "UV_CACHE_DIR": str(work / "uv-cache")}  # beside the venv: one filesystem, so hard links
-    subprocess.run([uv, "pip", "install", "-q", "--no-deps", "--python", str(python), str(wheel)], check=True, env=env)
+    run_checked([uv, "pip", "install", "-q", "--offline", "--no-deps", "--python", python, wheel], env=env)
     # Run outside the checkout: `python -c` puts the working folder first on sys.path.
-    where = subprocess.run([str(python), "-c", "import zoo; print(zoo.models_root())"], check=True, cwd=work,
-                           capture_output=True, text=True, env=_without_zoo_home()).stdout.strip()
-    installed = Path(where)
+    where = run_checked([python, "-c", "import zoo; print(zoo.models_root())"], cwd=work, env=_without_zoo_home())
+    installed = Path(where.stdout.strip())
     assert str(installed).startswith(str(work / "venv")), f"zoo in the uv venv resolves to {installed}, not the wheel"
     weights = installed / "cnn" / "model.safetensors"
     assert weights.stat().st_nlink > 1, f"{weights} is not hard-linked from uv's cache: not uv's default layout"
@@ -105,9 +140,8 @@ def source_tree(target: Path) -> Path:
     """The checkout's files (tracked, and untracked ones git does not ignore) hard-linked under `target`:
     building the wheel there leaves the checkout's own folder untouched (setuptools writes build/ beside
     the sources)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout.split("\0")
-    for relative in filter(None, listed):
+    listed = run_checked(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
+    for relative in filter(None, listed.stdout.split("\0")):
         source, copy = ROOT / relative, target / relative
         if source.is_file():
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -144,8 +178,7 @@ def write_taken_file(layout: str, name: str, out: Path, request: pytest.FixtureR
     if layout == "uv-install":
         python = request.getfixturevalue("uv_python")
         zoo_script = python.parent / "zoo"
-        subprocess.run([str(zoo_script), *export_command(name, target)], check=True, capture_output=True,
-                       env=_without_zoo_home())
+        run_checked([zoo_script, *export_command(name, target)], env=_without_zoo_home(), cwd=python.parent)
         return target
     if layout == "hub-cache":
         monkeypatch.setenv("ZOO_HOME", str(request.getfixturevalue("hub_root")))
@@ -165,8 +198,8 @@ def zoo_labels(layout: str, name: str, inputs: list[tuple[Path, ...]], request: 
               "model = zoo.load(sys.argv[1], device='cpu')\n"
               "print(json.dumps([p.label for p in model.predict_batch([i if len(i) > 1 else i[0] for i in items])]))")
     python = request.getfixturevalue("uv_python")
-    done = subprocess.run([str(python), "-c", script, name, json.dumps([[str(p) for p in item] for item in inputs])],
-                          check=True, capture_output=True, text=True, env=_without_zoo_home(), cwd=python.parent)
+    done = run_checked([python, "-c", script, name, json.dumps([[str(p) for p in item] for item in inputs])],
+                       env=_without_zoo_home(), cwd=python.parent)
     return json.loads(done.stdout)
 
 
@@ -290,9 +323,7 @@ def test_readme_example_runs_as_written(name, tmp_path, label_inputs, monkeypatc
     item = label_inputs[len(zoo.card(name).inputs)][5]
     for source, target in zip(item, ("a.jpg", "b.jpg") if len(item) > 1 else ("photo.jpg",)):
         Image.open(source).convert("RGB").save(tmp_path / target, quality=95)
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env=_without_zoo_home())
-    assert done.returncode == 0, done.stderr
+    done = run_checked([sys.executable, "-c", code], cwd=tmp_path, env=_without_zoo_home())
     label, score = done.stdout.splitlines()[0].rsplit(" ", 1)
     expected = zoo.load(name, device="cpu").predict(*(tmp_path / t for t in (("a.jpg", "b.jpg") if len(item) > 1 else ("photo.jpg",))))
     assert label == expected.label

@@ -1,6 +1,7 @@
 """python -m export NAME|all [--runs runs] [--portable] [--exporter dynamo|torchscript]
    python -m export triton OUTDIR [NAME ...]: a Triton Inference Server model repository of the zoo.
-   python -m export quantize NAME [...]: NAME-int8 (static QDQ), installed only where it pays (export/quantize.py)."""
+   python -m export quantize NAME [...]: NAME-int8 (static QDQ), installed only where it pays (export/quantize.py).
+   python -m export share NAME NAME [...]: the tensors the models hold alike, stored once (export/share.py)."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,28 @@ def quantize(argv: list[str]) -> None:
               f"{report['speedup_b1']:.2f}x at batch 1, {report['speedup_b64']:.2f}x at batch 64; {verdict}")
 
 
+def share(argv: list[str]) -> None:
+    from zoo.errors import ZooError
+    from zoo.files import SHARED_WEIGHTS_FILE
+
+    from .share import share_weights
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export share",
+        description="Store the tensors that installed models hold with the same name, dtype, shape and bytes once, "
+                    "in a weight file that is the same in each model's folder and that each card lists; each "
+                    "model.safetensors keeps the rest and every graph is pointed at the new place. Again: a no-op.")
+    parser.add_argument("names", nargs="+", help="two installed models or more (e.g. resnet50-cifar8 carplane-linear)")
+    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")
+    parser.add_argument("--file", default=SHARED_WEIGHTS_FILE,
+                        help=f"the shared file's name (default: {SHARED_WEIGHTS_FILE})")
+    args = parser.parse_args(argv)
+    try:
+        print(share_weights(args.names, args.out, args.file).summary())
+    except ZooError as error:  # refused, or a model file that is not as its card says: nothing was changed
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+
+
 def export(argv: list[str]) -> None:
     # Imported here: torch and the exporters load in seconds that the triton subcommand does not need.
     from training.checkpoint import read_metadata
@@ -81,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         triton(argv[1:])
     elif argv[:1] == ["quantize"]:
         quantize(argv[1:])
+    elif argv[:1] == ["share"]:
+        share(argv[1:])
     else:
         export(argv)
 

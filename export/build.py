@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from training.checkpoint import SCALE_SUFFIX, load_model, read_metadata
+from training.checkpoint import SCALE_SUFFIX, load_model, read_metadata, weight_files
 from training.evaluate import predict_logits
 from training.labelled import LabelledInputs, recipe_inputs
 from training.recipes import Recipe
@@ -26,6 +26,7 @@ from .deform_onnx import DEFORM_OPSET
 from .offsets import write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
 from .report import model_readme
+from .share import ShareError, list_models_in, share_weights
 from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
 from .weights import StoredWeights, round_conv_weights_to_int8
@@ -88,20 +89,27 @@ def int8_fidelity(float_model: torch.nn.Module, int8_model: torch.nn.Module, hel
 def earlier_int8_fidelity(checkpoint: Path) -> dict[str, Any] | None:
     """For weights that are already int8 (an installed model re-exported from its own model.safetensors):
     the int8-against-float32 comparison made when they were first rounded, from the card that vouches
-    for exactly this file. Measuring again would compare the int8 weights with themselves."""
-    with safe_open(str(checkpoint), framework="pt") as handle:
-        if not any(key.endswith(SCALE_SUFFIX) for key in handle.keys()):
-            return None
+    for exactly these files (model.safetensors and the shared weight files it lists). Measuring again would
+    compare the int8 weights with themselves."""
+    files = weight_files(checkpoint)  # an installed model's tensors shared with other models included
+    if not any(key.endswith(SCALE_SUFFIX) for file in files for key in _keys(file)):
+        return None
     try:
         card = ModelCard.read(checkpoint.parent)
     except ModelFileError:
         card = None
-    described = card is not None and card.files.get(checkpoint.name, {}).get("sha256") == sha256_file(checkpoint)
+    described = card is not None and all(card.files.get(file.name, {}).get("sha256") == sha256_file(file)
+                                         for file in files)
     fidelity = card.provenance.get("export", {}).get("storage", {}).get("int8_fidelity") if described else None
     if not fidelity:
         raise ExportValidationError(f"{checkpoint} holds int8-rounded weights but no card.json beside it describes "
                                     "this file with its int8 fidelity; export the float32 checkpoint they came from")
     return {**fidelity, "measured": "when these weights were first rounded from float32 (carried from the earlier card)"}
+
+
+def _keys(path: Path) -> list[str]:
+    with safe_open(str(path), framework="pt") as handle:
+        return list(handle.keys())
 
 
 def has_deformable(meta: dict[str, Any]) -> bool:
@@ -169,16 +177,49 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
 
 def install(stage: Path, card: ModelCard, out_root: Path) -> Path:
     """Finish the staged model folder (its README, the card's digest in the graph, card.json listing every
-    file) and put it in place of `out_root`/NAME; returns that folder."""
+    file) and put it in place of `out_root`/NAME; returns that folder.
+
+    The staged model holds all its weights in model.safetensors. Where the folder it replaces shared a weight
+    file with other models (`python -m export share`), the tensors are shared again with them if they still
+    hold them alike (a re-export of the same weights); otherwise each keeps its own.
+    """
     (stage / "README.md").write_text(model_readme(card))
     stamp_card_digest(stage / GRAPH_FILE, card)  # the graph vouches for the card's content
     replace(card, files=file_hashes(stage)).write(stage)
     target = Path(out_root) / card.name
+    partners = sharing_partners(target)
     if target.exists():
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(stage, target)
+    for shared_file, names in partners.items():
+        try:
+            share_weights([card.name, *names], out_root, shared_file)
+        except ShareError:
+            pass  # the new weights no longer match theirs: each model keeps its own
     return target
+
+
+def sharing_partners(folder: Path) -> dict[str, list[str]]:
+    """The models beside `folder` that hold one of its shared weight files, by file: {} for a model on its own."""
+    try:
+        card = ModelCard.read(folder)
+    except ModelFileError:
+        return {}
+    partners: dict[str, list[str]] = {}
+    for shared_file in card.weight_files[1:]:
+        sha256 = card.files[shared_file]["sha256"]
+        for other in list_models_in(folder.parent):
+            if other != card.name and _card_files(folder.parent / other).get(shared_file, {}).get("sha256") == sha256:
+                partners.setdefault(shared_file, []).append(other)
+    return partners
+
+
+def _card_files(folder: Path) -> dict[str, Any]:
+    try:
+        return ModelCard.read(folder).files
+    except ModelFileError:
+        return {}
 
 
 def _version(meta: dict[str, Any]) -> str:

@@ -27,12 +27,13 @@ from training.data import random_pick
 from training.labelled import recipe_inputs
 from training.recipes import Recipe
 from zoo.card import ModelCard
-from zoo.errors import ZooError
 from zoo.registry import PACKAGE_MODELS, model_dir
-from zoo.files import CARD_DIGEST_KEY, GRAPH_FILE, WEIGHTS_FILE
+from zoo.files import CARD_DIGEST_KEY, GRAPH_FILE
+from zoo.onnxfile import self_contained
 from zoo.runtime import onnx_metadata, session_options
 
 from .build import install
+from .errors import ExportError
 from .onnx_export import op_types, save, set_metadata
 from .validate import write_test_vectors
 from .weights import StoredWeights
@@ -47,7 +48,7 @@ VECTOR_INPUTS = 8
 INLINE_BYTES = 1024
 
 
-class QuantizationError(ZooError):
+class QuantizationError(ExportError):
     """A model cannot be quantized as asked; the message says what to do."""
 
 
@@ -72,7 +73,7 @@ def float_graph(folder: Path) -> onnx.ModelProto:
     into convolutions), ready for the quantizer; no metadata (the variant gets its own)."""
     import onnxscript.optimizer
 
-    proto = onnx.load(str(folder / GRAPH_FILE))
+    proto = onnx.load_model_from_string(self_contained(folder / GRAPH_FILE))  # every weight file it reads, inline
     fold_weight_dequantization(proto)
     del proto.metadata_props[:]
     return onnxscript.optimizer.optimize(proto)
@@ -214,7 +215,7 @@ def quantize_model(name: str, out_root: Path = PACKAGE_MODELS, threads: int = 0,
         save(proto, stage / GRAPH_FILE)
         onnx.checker.check_model(str(stage / GRAPH_FILE), full_check=True)
 
-        sessions = {"float32": ort.InferenceSession(str(source / GRAPH_FILE),
+        sessions = {"float32": ort.InferenceSession(self_contained(source / GRAPH_FILE),
                                                     session_options(threads, card.session_config),
                                                     providers=["CPUExecutionProvider"]),
                     "int8": ort.InferenceSession(str(stage / GRAPH_FILE), session_options(threads),
@@ -264,7 +265,7 @@ def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str
                   "per output channel in 7 bits (reduce_range: no int16 saturation on CPUs without VNNI); batch "
                   "norms folded first; max-pools read float inputs (OpenVINO reads a quantized stem max-pool "
                   "input differently); the fully connected head and what follows it stay float",
-        "source": card.name, "source_sha256": {f: card.files[f]["sha256"] for f in (GRAPH_FILE, WEIGHTS_FILE)},
+        "source": card.name, "source_sha256": {f: card.files[f]["sha256"] for f in (GRAPH_FILE, *card.weight_files)},
         "onnxruntime": ort.__version__, **report,
     }
     extra = {key: value for key, value in card.extra.items() if key != "session_config"}  # no weights to fold

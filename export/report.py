@@ -131,6 +131,22 @@ print(dict(zip(["shift_x", "shift_y", "angle", "scale"], params[0].tolist())))
 }
 
 
+def weight_files_text(card: zoo.ModelCard, plain: bool = False) -> str:
+    """The files a model's graphs read their weights from, in words: `model.safetensors` and its shared ones."""
+    quoted = [name if plain else f"`{name}`" for name in card.weight_files]
+    return " and ".join(quoted)
+
+
+def shared_weights_note(card: zoo.ModelCard) -> str:
+    """For a model with a shared weight file: what it holds and why (empty otherwise)."""
+    shared = card.weight_files[1:]
+    if not shared:
+        return ""
+    return (f" {' and '.join(shared)} holds the tensors that other models hold alike (the same file, byte for byte, "
+            "in each of their folders: a download fetches it once); model.safetensors holds this model's own; "
+            "`training.checkpoint.load_tensors` reads both by parameter name.")
+
+
 def without_zoo(card: zoo.ModelCard) -> list[str]:
     """The README section "Use it without zoo": the self-contained file, its input, output and an example."""
     spec = card.inputs[0]
@@ -141,7 +157,7 @@ def without_zoo(card: zoo.ModelCard) -> list[str]:
              f"Take the one-file ONNX model that `{command}` writes: the weights are inside it, and its "
              "`metadata_props` carry `labels`, `input` (height, width, layout, dtype, resize rule), `name`, `task` "
              "and `version`. Any ONNX runtime or tool reads it from wherever it is copied. (`model.onnx` in this folder "
-             "reads its weights from `model.safetensors` as ONNX external data, which the onnx package refuses "
+             f"reads its weights from {weight_files_text(card)} as ONNX external data, which the onnx package refuses "
              "behind a symbolic link or a hard link, as in the Hugging Face Hub cache or a uv install.)"]
     if portable:
         lines += ["", "`--portable` writes the graph with its deformable convolutions as GridSample + MatMul, standard "
@@ -291,7 +307,8 @@ def model_readme(card: zoo.ModelCard) -> str:
     storage = prov.get("export", {}).get("storage", {})
     if storage:
         lines.append(f"- weights: {storage['weights']}. Each is stored once: model.onnx holds the graph and reads "
-                     "its initializers from model.safetensors (ONNX external data with offset and length)."
+                     f"its initializers from {weight_files_text(card, plain=True)} (ONNX external data with offset and "
+                     "length)." + shared_weights_note(card)
                      + (f" int8 against float32 on the test split: `{json.dumps(storage['int8_fidelity'])}`"
                         if "int8_fidelity" in storage else ""))
     if "quantization" in storage:

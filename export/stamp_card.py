@@ -1,13 +1,44 @@
-"""Stamp model.onnx with its card's digest, so the runtime refuses an edited or damaged card.json."""
+"""Stamp model.onnx with its card's digest, so the runtime refuses an edited or damaged card.json;
+`python -m export restamp NAME|all`: bring installed models in line with a card whose content changed."""
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
-from zoo.card import ModelCard
-from zoo.files import CARD_DIGEST_KEY
-from zoo.runtime import card_digest
+from zoo.card import ModelCard, render_card
+from zoo.files import CARD_DIGEST_KEY, CARD_FILE, GRAPH_FILE
+from zoo.onnxfile import MODEL_METADATA_PROPS, fields
+from zoo.runtime import card_digest, file_entry, onnx_metadata, verify_files
+
+from .errors import ExportError
+
+README_FILE = "README.md"
+
+
+def stamped(data: bytes, digest: str) -> bytes:
+    """A serialized ONNX model with `digest` as its CARD_DIGEST_KEY metadata (replacing an older one).
+
+    Only metadata_props change (checked): the graph, its external data references and every other field are
+    the same bytes, so parity results and test vectors stay valid.
+    """
+    proto = onnx.load_model_from_string(data)
+    kept = [entry for entry in proto.metadata_props if entry.key != CARD_DIGEST_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    stamp = proto.metadata_props.add()
+    stamp.key = CARD_DIGEST_KEY
+    stamp.value = digest
+    out = proto.SerializeToString()
+    if _without_metadata(out) != _without_metadata(data):
+        raise ExportError("stamping the card's digest would change more than the graph's metadata_props")
+    return out
+
+
+def _without_metadata(data: bytes) -> list[bytes]:
+    return [bytes(f.raw) for f in fields(memoryview(data)) if f.number != MODEL_METADATA_PROPS]
 
 
 def stamp_card_digest(onnx_path: Path, card: ModelCard) -> None:
@@ -17,11 +48,51 @@ def stamp_card_digest(onnx_path: Path, card: ModelCard) -> None:
     the digest leaves `files` out, and model.onnx's own hash must be taken after the stamp. Only
     metadata changes, so parity results and test vectors stay valid; external data is left as it is.
     """
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    kept = [entry for entry in proto.metadata_props if entry.key != CARD_DIGEST_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    stamp = proto.metadata_props.add()
-    stamp.key = CARD_DIGEST_KEY
-    stamp.value = card_digest(card.to_dict())
-    onnx.save(proto, str(onnx_path))
+    onnx_path = Path(onnx_path)
+    onnx_path.write_bytes(stamped(onnx_path.read_bytes(), card_digest(card.to_dict())))
+
+
+def restamp(folder: Path, card: ModelCard | None = None) -> list[str]:
+    """Make a model folder agree with `card` (default: its card.json as it is); returns the files rewritten.
+
+    For a card whose content changed (a field added, provenance brought up to date): README.md is re-rendered
+    from it, its digest stamped into model.onnx and into every other graph of the folder that carries one, and
+    `files` re-hashed for what changed; card.json is written last. Every file the card on disk lists is first
+    checked against its recorded sha256 and size, so restamping never vouches for a damaged or replaced file.
+    Graphs change in their metadata only. Nothing to do: nothing is written.
+    """
+    from .report import model_readme  # the report imports the runtime's cards, not this module
+
+    folder = Path(folder)
+    on_disk = ModelCard.read(folder)
+    verify_files(folder, on_disk)
+    card = on_disk if card is None else card
+    if card.name != on_disk.name:
+        raise ExportError(f"{folder}: the card names {card.name!r}, the folder's card {on_disk.name!r}")
+    card = replace(card, files=dict(on_disk.files))
+    digest = card_digest(card.to_dict())
+    rewritten: dict[str, bytes] = {}
+    if README_FILE in card.files:
+        readme = model_readme(card).encode()
+        if readme != (folder / README_FILE).read_bytes():
+            rewritten[README_FILE] = readme
+    for graph in sorted(f for f in card.files if f.endswith(".onnx")):
+        data = (folder / graph).read_bytes()
+        recorded = onnx_metadata(folder / graph).get(CARD_DIGEST_KEY)
+        if (graph == GRAPH_FILE or recorded is not None) and recorded != digest:
+            rewritten[graph] = stamped(data, digest)
+    for name, data in rewritten.items():
+        _write(folder / name, data)
+    files = {**card.files, **{name: file_entry(folder / name) for name in rewritten}}
+    text = render_card(replace(card, files=files).to_dict()).encode()
+    if text != (folder / CARD_FILE).read_bytes():
+        _write(folder / CARD_FILE, text)
+        rewritten[CARD_FILE] = text
+    return sorted(rewritten)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace `path` by `data` at once: readers see the old file or the new one."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -16,6 +16,8 @@ import onnx
 import zoo
 from zoo.files import GRAPH_FILE
 
+from .errors import ExportError
+
 #: The largest batch Triton's dynamic batcher forms: the batch zoo's own `predict_batch` runs.
 MAX_BATCH_SIZE = 64
 #: How long the batcher waits to fill a batch; a millisecond costs little beside a ResNet-50's run.
@@ -27,7 +29,7 @@ TRITON_TYPES = {onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.FLOAT: "T
                 onnx.TensorProto.INT64: "TYPE_INT64", onnx.TensorProto.FLOAT16: "TYPE_FP16"}
 
 
-class TritonExportError(zoo.ZooError):
+class TritonExportError(ExportError):
     """A model that Triton's configuration cannot describe (e.g. an unsupported dtype or a dynamic dim)."""
 
 

@@ -11,11 +11,12 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from zoo.errors import ZooError
 from zoo.files import TEST_VECTORS
 
+from .errors import ExportError
 
-class ExportValidationError(ZooError):
+
+class ExportValidationError(ExportError):
     """The ONNX file does not reproduce the PyTorch model; lists every failed check."""
 
 

@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 from safetensors.numpy import save_file
 from torch import nn
 
-from training.checkpoint import SCALE_SUFFIX
+from training.checkpoint import SCALE_SUFFIX, weight_files
 from zoo.files import WEIGHTS_FILE
 
 INT8_MAX = 127
@@ -47,6 +47,12 @@ def round_conv_weights_to_int8(model: nn.Module) -> dict[str, torch.Tensor]:
     return scales
 
 
+def safetensors_header(data: bytes | memoryview) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header (tensors by name, "__metadata__") and where its tensor bytes start."""
+    header_size = int.from_bytes(bytes(data[:8]), "little")
+    return json.loads(bytes(data[8:8 + header_size])), 8 + header_size
+
+
 def _safetensors_offsets(path: Path) -> dict[str, tuple[int, int]]:
     """Absolute (offset, length) of every tensor's bytes in a safetensors file."""
     with open(path, "rb") as handle:
@@ -55,6 +61,34 @@ def _safetensors_offsets(path: Path) -> dict[str, tuple[int, int]]:
     base = 8 + header_size
     return {name: (base + entry["data_offsets"][0], entry["data_offsets"][1] - entry["data_offsets"][0])
             for name, entry in header.items() if name != "__metadata__"}
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor as a weight file stores it: the file (by name, in the model folder), its safetensors dtype and
+    shape, and the absolute offset and length of its bytes there, which is what ONNX external data points at."""
+
+    file: str
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+    length: int
+
+
+def stored_tensors(path: Path) -> dict[str, StoredTensor]:
+    """Every tensor of checkpoint `path` (a zoo model's model.safetensors: its shared weight files included,
+    `training.checkpoint.weight_files`), by name, as stored."""
+    found: dict[str, StoredTensor] = {}
+    for file in weight_files(path):
+        with open(file, "rb") as handle:
+            size = handle.read(8)
+            header, base = safetensors_header(size + handle.read(int.from_bytes(size, "little")))
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = entry["data_offsets"]
+            found[name] = StoredTensor(file.name, entry["dtype"], tuple(entry["shape"]), base + start, end - start)
+    return found
 
 
 @dataclass
@@ -125,12 +159,13 @@ class StoredWeights:
         return sum(len(t.raw_data) for t in proto.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL)
 
 
-def _point_into(tensor: onnx.TensorProto, span: tuple[int, int]) -> None:
+def _point_into(tensor: onnx.TensorProto, span: tuple[int, int], location: str = WEIGHTS_FILE) -> None:
+    """Make `tensor` ONNX external data: `span`'s (offset, length) bytes of the file `location` beside the graph."""
     tensor.ClearField("raw_data")
     for field in ("float_data", "int32_data", "int64_data", "double_data"):
         tensor.ClearField(field)
     tensor.data_location = onnx.TensorProto.EXTERNAL
     del tensor.external_data[:]
-    for key, value in (("location", WEIGHTS_FILE), ("offset", str(span[0])), ("length", str(span[1]))):
+    for key, value in (("location", location), ("offset", str(span[0])), ("length", str(span[1]))):
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value

@@ -27,7 +27,8 @@ MEMORY_GROWTH_LIMIT = 50 * 2**20
 
 
 def _weight_bytes(name: str) -> int:
-    return zoo.card(name).files["model.safetensors"]["bytes"]
+    card = zoo.card(name)
+    return sum(card.files[weights]["bytes"] for weights in card.weight_files)
 
 
 def _fastest_of_each_task() -> list[str]:

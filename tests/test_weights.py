@@ -85,6 +85,7 @@ def test_reexporting_int8_weights_carries_the_fidelity_their_card_measured(tmp_p
     from export.build import earlier_int8_fidelity
     from export.validate import ExportValidationError
     from training.checkpoint import save_checkpoint
+    from zoo.card import ModelCard
     from zoo.registry import model_dir
 
     installed = model_dir("resnet50-cifar8") / WEIGHTS_FILE
@@ -93,7 +94,8 @@ def test_reexporting_int8_weights_carries_the_fidelity_their_card_measured(tmp_p
     assert carried["argmax_agreement"] == card["provenance"]["export"]["storage"]["int8_fidelity"]["argmax_agreement"]
     assert "first rounded" in carried["measured"]
     alone = tmp_path / WEIGHTS_FILE  # the same int8 weights with no card to vouch for them
-    shutil.copyfile(installed, alone)
+    for weights in ModelCard.read(installed.parent).weight_files:  # model.safetensors and a shared file beside it
+        shutil.copyfile(installed.parent / weights, tmp_path / weights)
     with pytest.raises(ExportValidationError, match="float32 checkpoint"):
         earlier_int8_fidelity(alone)
     float_checkpoint = tmp_path / "float.safetensors"

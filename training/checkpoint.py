@@ -10,6 +10,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from zoo.card import ModelCard
+from zoo.files import CARD_FILE, SHARED_WEIGHTS_FILE, WEIGHTS_FILE
+
 from .nets import build
 
 #: A tensor `X` stored as int8 comes with `X.scale` (float32, one per output channel): X = int8 * scale.
@@ -26,15 +29,49 @@ def save_checkpoint(path: Path, model: nn.Module, meta: dict[str, Any], extra: d
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
+    """The checkpoint's metadata (a zoo model's: from model.safetensors, not from a shared weight file)."""
     with safe_open(str(path), framework="pt") as handle:
         raw = handle.metadata() or {}
     return {k: json.loads(v) for k, v in raw.items()}
 
 
+def weight_files(path: Path) -> list[Path]:
+    """The files that together hold the tensors of checkpoint `path`: `path` first.
+
+    A zoo model's model.safetensors may keep only the tensors that are its own, the rest being in a shared
+    weight file beside it (`python -m export share`): the ones its card lists, or without a card beside it,
+    SHARED_WEIGHTS_FILE if it is there. Any other checkpoint (last.safetensors, a file of another name) is one
+    file.
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.name != WEIGHTS_FILE:
+        shared = []
+    elif (folder / CARD_FILE).is_file():
+        shared = list(ModelCard.read(folder).weight_files[1:])
+    else:
+        shared = [SHARED_WEIGHTS_FILE] if (folder / SHARED_WEIGHTS_FILE).is_file() else []
+    missing = [name for name in shared if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path} keeps some of its tensors in {', '.join(missing)} beside it (its card lists "
+                                "it), which is missing: restore the model folder or re-export the model")
+    return [path, *(folder / name for name in shared)]
+
+
 def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    """The tensors whose names start with `prefix` (removed), int8-stored weights multiplied back to float."""
-    with safe_open(str(path), framework="pt") as handle:
-        raw = {k[len(prefix):]: handle.get_tensor(k) for k in handle.keys() if k.startswith(prefix)}
+    """The tensors whose names start with `prefix` (removed), int8-stored weights multiplied back to float.
+
+    Reads every file of `weight_files(path)`: a zoo model's tensors shared with other models included.
+    """
+    raw: dict[str, torch.Tensor] = {}
+    for file in weight_files(path):
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                if key.startswith(prefix):
+                    if key[len(prefix):] in raw:
+                        raise ValueError(f"{key} is stored twice among {[f.name for f in weight_files(path)]} "
+                                         f"in {file.parent}: re-export the model")
+                    raw[key[len(prefix):]] = handle.get_tensor(key)
     tensors = {}
     for name, value in raw.items():
         scale = raw.get(name + SCALE_SUFFIX)

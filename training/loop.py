@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from zoo.files import WEIGHTS_FILE
 
-from .checkpoint import load_tensors, read_metadata
+from .checkpoint import load_tensors, read_metadata, weight_files
 from .data import Split
 from .recipes import Recipe
 
@@ -63,8 +63,9 @@ def start_run(recipe: Recipe, out: Path, device: str, seed: int) -> tuple[torch.
 
 
 def warm_start(model: nn.Module, source: str) -> dict[str, Any]:
-    """Load `source` (a model.safetensors of this network: a run's or a zoo model's, int8-stored weights
-    included) into `model`, so that training continues from it; returns what it was, for the checkpoint."""
+    """Load `source` (a model.safetensors of this network: a run's or a zoo model's, int8-stored weights and
+    tensors kept in a shared weight file beside it included) into `model`, so that training continues from it;
+    returns what it was, for the checkpoint."""
     from zoo.runtime import sha256_file
 
     path = Path(source)
@@ -78,7 +79,9 @@ def warm_start(model: nn.Module, source: str) -> dict[str, Any]:
         raise ValueError(f"--init {source}: its tensors do not fit this network ({meta.get('arch')} "
                          f"{meta.get('config')}): {error}") from error
     training = meta.get("training", {})
-    return {"source": str(path), "sha256": sha256_file(path), "name": meta.get("name"),
+    shared = {file.name: sha256_file(file) for file in weight_files(path)[1:]}  # a zoo model's shared weight files
+    return {"source": str(path), "sha256": sha256_file(path), **({"shared_sha256": shared} if shared else {}),
+            "name": meta.get("name"),
             "code_version": meta.get("code_version"), "recipe": training.get("recipe"),
             "epochs_done": training.get("epochs_done"), "seconds": training.get("seconds"),
             "test_accuracy": meta.get("metrics", {}).get("test_accuracy"),

@@ -37,7 +37,8 @@ def load_backbone(model: ResNet50, source: str, runs: Path) -> dict[str, Any]:
     """Put pretrained weights into `model.backbone`; returns where they came from, for the card.
 
     `source`: "imagenet" (torchvision's ResNet50_Weights, downloaded or from TORCH_HOME), a
-    safetensors file, or the name of a run under `runs` (e.g. resnet50-cifar8).
+    safetensors file (a zoo model's model.safetensors: with the tensors it keeps in a shared weight file beside
+    it, `training.checkpoint.weight_files`), or the name of a run under `runs` (e.g. resnet50-cifar8).
     """
     if source == "imagenet":
         from torchvision.models import ResNet50_Weights

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError
-from .files import CARD_FILE
+from .files import CARD_FILE, WEIGHTS_FILE, WEIGHTS_SUFFIX
 
 
 
@@ -96,6 +96,14 @@ class ModelCard:
         """Test accuracy (fraction) that the card reports first, if any."""
         value = self.metrics.get("test_accuracy")
         return float(value) if value is not None else None
+
+    @property
+    def weight_files(self) -> tuple[str, ...]:
+        """The files holding the model's tensors: model.safetensors, then the shared weight files the card lists
+        (tensors that other models hold alike, e.g. backbone.safetensors), in name order."""
+        shared = sorted(name for name in self.files
+                        if name.endswith(WEIGHTS_SUFFIX) and "/" not in name and name != WEIGHTS_FILE)
+        return (WEIGHTS_FILE, *shared)
 
     @property
     def size_bytes(self) -> int:

@@ -7,6 +7,11 @@ GRAPH_FILE = "model.onnx"
 PORTABLE_GRAPH_FILE = "model-portable.onnx"
 #: The weights: a safetensors file that PyTorch loads by parameter name and the graphs read as external data.
 WEIGHTS_FILE = "model.safetensors"
+#: Weights that several models hold alike (a backbone), stored once in a safetensors file that is byte for byte
+#: the same in each of their folders; each model.safetensors keeps the rest (`python -m export share`).
+SHARED_WEIGHTS_FILE = "backbone.safetensors"
+#: How a model folder's weight files end: WEIGHTS_FILE and the shared ones its card lists.
+WEIGHTS_SUFFIX = ".safetensors"
 #: The deformable models' sub-graph that outputs where the first deformable layer samples (for the demo).
 OFFSETS_FILE = "offsets.onnx"
 #: ONNX Model Zoo test vectors: input_K.pb and output_K.pb.

@@ -113,7 +113,7 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_checked([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                  work / "dist", source_tree(work / "src")])
     shutil.rmtree(work / "src")  # its hard links would make the onnx package refuse the checkout's model.onnx
-    wheel = next((work / "dist").glob("zoo-*.whl"))
+    wheel = next((work / "dist").glob("*.whl"))  # the one wheel built, whatever the distribution's name
     run_checked([uv, "venv", "-q", "--python", sys.executable, work / "venv"])
     python = work / "venv" / "bin" / "python"
     # zoo comes from the wheel; its dependencies (onnxruntime, numpy, Pillow) are reused from the environment

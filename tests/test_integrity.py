@@ -94,14 +94,13 @@ def test_missing_model_file_is_named(home, no_session, filename):
         zoo.load(SMALLEST)
 
 
-#: Models whose weights are split: model.safetensors and a weight file shared with other models.
-SHARING = [name for name in SHIPPED if len(zoo.card(name).weight_files) > 1]
+#: Models whose weights are split, with their shared weight file: model.safetensors keeps the rest.
+SHARING = [(name, zoo.card(name).weight_files[1]) for name in SHIPPED if len(zoo.card(name).weight_files) > 1]
 
 
 @pytest.mark.parametrize("damage", ["middle byte flipped", "truncated"])
-@pytest.mark.parametrize("name", SHARING)
-def test_a_damaged_shared_weight_file_is_refused_before_any_session(home, no_session, name, damage):
-    shared = zoo.card(name).weight_files[1]
+@pytest.mark.parametrize("name, shared", SHARING)
+def test_a_damaged_shared_weight_file_is_refused_before_any_session(home, no_session, name, shared, damage):
     path = _private_copy(name, home, (shared,)) / shared
     path.write_bytes(DAMAGE[damage](path.read_bytes()))
     with pytest.raises(zoo.ModelFileError, match=shared):

@@ -1,7 +1,8 @@
 """python -m export NAME|all [--runs runs] [--portable] [--exporter dynamo|torchscript]
    python -m export triton OUTDIR [NAME ...]: a Triton Inference Server model repository of the zoo.
    python -m export quantize NAME [...]: NAME-int8 (static QDQ), installed only where it pays (export/quantize.py).
-   python -m export share NAME NAME [...]: the tensors the models hold alike, stored once (export/share.py)."""
+   python -m export share NAME NAME [...]: the tensors the models hold alike, stored once (export/share.py).
+   python -m export restamp NAME|all [--license]: README, card digest and files after a card's content changed."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,28 @@ def share(argv: list[str]) -> None:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
+def restamp(argv: list[str]) -> None:
+    from zoo.errors import ZooError
+
+    from .stamp_card import restamp_models
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export restamp",
+        description="Bring installed models in line with their card.json after its content changed: the README "
+                    "re-rendered from the card, the card's digest stamped into the graph, the card's files "
+                    "re-hashed. Every file is checked against the card first; graphs change in their metadata only.")
+    parser.add_argument("names", nargs="+", help="installed models, or all")
+    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")
+    parser.add_argument("--license", action="store_true",
+                        help="give a card with no license the one its provenance says (code, weights, data)")
+    args = parser.parse_args(argv)
+    try:
+        for name, files in restamp_models(args.names, args.out, args.license).items():
+            print(f"{name}: {', '.join(files) if files else 'up to date'}")
+    except ZooError as error:  # a file that is not as its card says, or no such model: nothing of it was changed
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+
+
 def export(argv: list[str]) -> None:
     # Imported here: torch and the exporters load in seconds that the triton subcommand does not need.
     from training.checkpoint import read_metadata
@@ -106,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
         quantize(argv[1:])
     elif argv[:1] == ["share"]:
         share(argv[1:])
+    elif argv[:1] == ["restamp"]:
+        restamp(argv[1:])
     else:
         export(argv)
 

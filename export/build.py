@@ -25,7 +25,7 @@ from zoo.runtime import file_entry, sha256_file
 from .deform_onnx import DEFORM_OPSET
 from .offsets import write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
-from .report import model_readme
+from .report import default_license, model_readme
 from .share import ShareError, list_models_in, share_weights
 from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
@@ -235,10 +235,11 @@ def file_hashes(folder: Path) -> dict[str, dict[str, Any]]:
 def build_card(meta: dict[str, Any], input_names: list[str], output_names: list[str], parity: dict[str, Any],
                graph_ops: dict[str, list[str]], plots: dict[str, str], exporter: str,
                storage: dict[str, Any]) -> ModelCard:
-    """The card of an exported model; its `files` are filled in once every file is written."""
+    """The card of an exported model; its `files` are filled in once every file is written, its `license` said
+    from its provenance (`export.report.default_license`)."""
     recipe = meta["training"]["recipe"]
     size = meta["input"]
-    return ModelCard(
+    card = ModelCard(
         name=meta["name"],
         task=meta["task"],
         version=_version(meta),
@@ -265,3 +266,4 @@ def build_card(meta: dict[str, Any], input_names: list[str], output_names: list[
         extra={"demo": recipe.get("demo"), **{k: meta[k] for k in ("changes", "param_names") if k in meta},
                **({"session_config": FOLD_INT8_WEIGHTS} if "int8_fidelity" in storage else {})},
     )
+    return replace(card, license=default_license(card))

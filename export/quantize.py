@@ -35,6 +35,7 @@ from zoo.runtime import onnx_metadata, session_options
 from .build import install
 from .errors import ExportError
 from .onnx_export import op_types, save, set_metadata
+from .report import default_license
 from .validate import write_test_vectors
 from .weights import StoredWeights
 
@@ -269,7 +270,7 @@ def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str
         "onnxruntime": ort.__version__, **report,
     }
     extra = {key: value for key, value in card.extra.items() if key != "session_config"}  # no weights to fold
-    return replace(
+    variant = replace(
         card,
         name=card.name + SUFFIX,
         description=f"{card.description} Quantized to int8 (static QDQ) from {card.name}.",
@@ -283,6 +284,7 @@ def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str
                                    "quantized kernels", "quantization": quantization}}},
         extra={**extra, "quantized_from": card.name},
     )
+    return replace(variant, license=default_license(variant))  # its weights are quantized from the float model's
 
 
 def merge_report(path: Path, name: str, report: dict[str, Any]) -> None:

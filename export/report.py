@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import zoo
+from zoo.card import License
 from zoo.files import PORTABLE_GRAPH_FILE
 from zoo.runtime import file_entry
 
@@ -209,26 +210,57 @@ def _source_card(card: zoo.ModelCard) -> zoo.ModelCard:
     return zoo.card(source) if source and source in zoo.list() else card
 
 
-def license_section(card: zoo.ModelCard) -> list[str]:
-    """Code, weights and data: who they come from and under which terms, from the card's provenance."""
+#: What each data set's publishers state about its use, and how it was used here.
+DATA_TERMS = {
+    "CIFAR-10": "a labelled subset of the 80 Million Tiny Images collected from the web, used here as a JPEG "
+                "(quality 75) copy; its authors publish it with no license and ask that the technical report be cited, and "
+                "its images keep their owners' rights",
+    "Caltech-101": "72 of its 101 categories (4,768 photographs collected from the web), used here only as source "
+                   "images of generated pairs; its original page states no license, and its images keep their "
+                   "owners' rights",
+}
+#: The code's license: the package's (pyproject.toml, LICENSE).
+CODE_LICENSE = "MIT"
+
+
+def datasets_of(provenance: dict) -> list[str]:
+    """The data sets (DATASETS' names) that a card's provenance says the model was trained or tested on."""
+    text = f"{provenance.get('data_note', '')} {json.dumps(provenance.get('data', {}))}".lower()
+    return [name for name in DATASETS if name.lower() in text]
+
+
+def default_license(card: zoo.ModelCard) -> License:
+    """The `license` a card gets at export, in words, from its provenance: the code's license, where the weights
+    come from (a random start, this project's backbone, third-party pretrained weights, quantization) and
+    every data set, cited with its publishers' terms."""
     prov = card.provenance
-    provenance_text = f"{prov.get('data_note', '')} {json.dumps(prov.get('data', {}))}"
-    datasets = [cite for name, cite in DATASETS.items() if name.lower() in provenance_text.lower()]
     backbone = prov.get("backbone") or {}
+    runs = len(runs_continued(prov)) + 1
+    trained = "trained by this project" + (f" in {runs} runs, each continuing the last," if runs > 1 else "")
     if backbone.get("source") == "imagenet":
-        start = f"the backbone started from {backbone_note(backbone)}, whose own terms apply to it"
+        weights = (f"MIT for this project's training; the backbone started from {backbone_note(backbone)}, whose own "
+                   "terms apply to them")
     elif backbone:
-        start = f"the backbone is `{backbone.get('name')}`, also trained by this project; no third-party pretrained weights"
+        weights = (f"MIT ({trained} on the backbone of `{backbone.get('name')}`, itself trained by this project from a "
+                   "random start; no third-party pretrained weights")
     else:
-        start = "from a random start; no third-party pretrained weights"
-    quantized = (f" and quantized from `{card.quantized_from}` by `python -m export quantize`"
-                 if card.quantized_from else "")
+        weights = f"MIT ({trained} from a random start; no third-party pretrained weights"
+    if backbone.get("source") != "imagenet":
+        weights += (f"; quantized by this project from `{card.quantized_from}`, `python -m export quantize`)"
+                    if card.quantized_from else ")")
+    elif card.quantized_from:
+        weights += f"; quantized by this project from `{card.quantized_from}` (`python -m export quantize`)"
+    data = "; ".join(f"{DATASETS[name]}: {DATA_TERMS[name]}" for name in datasets_of(prov))
+    return License(code=CODE_LICENSE, weights=weights, data=data or "the data named in Provenance")
+
+
+def license_section(card: zoo.ModelCard) -> list[str]:
+    """Code, weights and data, and under which terms: the card's `license` (its provenance's where it has none)."""
+    license = card.license or default_license(card)
     return ["## License", "",
-            "- code: MIT (`pyproject.toml`), the license of the package that ships this folder.",
-            f"- weights: trained by this project's own code (`python -m training`, then `python -m export`){quantized}: "
-            f"{start}.",
-            f"- data: trained and tested on {' and '.join(datasets) if datasets else 'the data named in Provenance'}, "
-            "under the data sets' own terms of use.", ""]
+            f"- code: {license.code} (`pyproject.toml`), the license of the package that ships this folder.",
+            f"- weights: {license.weights}.",
+            f"- data: {license.data}.", ""]
 
 
 def references_section(card: zoo.ModelCard) -> list[str]:

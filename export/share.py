@@ -31,6 +31,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from zoo.card import ModelCard
+from zoo.errors import ZooError
 from zoo.files import CARD_FILE, GRAPH_FILE, SHARED_WEIGHTS_FILE, TEST_VECTORS, WEIGHTS_FILE, WEIGHTS_SUFFIX
 from zoo.onnxfile import self_contained
 from zoo.registry import PACKAGE_MODELS
@@ -38,7 +39,7 @@ from zoo.runtime import file_entry, onnx_metadata, session_options, verify_card,
 
 from .errors import ExportError
 from .report import model_readme
-from .stamp_card import restamp
+from .stamp_card import repin_variants
 from .weights import StoredTensor, _point_into, safetensors_header, stored_tensors
 
 README_FILE = "README.md"
@@ -182,7 +183,8 @@ def share_weights(names: list[str], out_root: Path = PACKAGE_MODELS, shared_file
             _replace_folder(staged[folder.name], folder.path)
     after = {f.name: ModelCard.read(f.path) for f in folders}
     own_bytes = {name: {"before": own_before[name], "after": _own_bytes(after[name], shared_file)} for name in names}
-    variants = _repin_variants(folders, after, out_root)
+    variants = [variant for folder in changing
+                for variant in repin_variants(out_root, folder.name, folder.card.files, after[folder.name])]
     return Sharing(names, shared_file, len(common), len(shared), own_bytes, True, variants)
 
 
@@ -203,7 +205,7 @@ def _refuse_other_holders(folders: list[Folder], root: Path) -> None:
             continue
         try:
             files = ModelCard.read(root / other).files
-        except Exception:  # noqa: BLE001 - a broken card elsewhere shares nothing with these models
+        except ZooError:  # a broken card elsewhere shares nothing with these models
             continue
         for (file, sha256), holder in held.items():
             if files.get(file, {}).get("sha256") == sha256:
@@ -347,34 +349,3 @@ def _replace_folder(stage: Path, target: Path) -> None:
         old.rename(target)
         raise
     shutil.rmtree(old)
-
-
-def _repin_variants(folders: list[Folder], after: dict[str, ModelCard], root: Path) -> list[str]:
-    """Quantized variants made from a shared model whose card pins the files it was made from: pinned to the new
-    files (the same graph and tensors, split), their card re-stamped. A variant already out of date is left."""
-    updated = []
-    sources = {folder.name: folder for folder in folders}
-    for other in list_models_in(root):
-        try:
-            card = ModelCard.read(root / other)
-        except Exception:  # noqa: BLE001 - not ours to judge here
-            continue
-        storage = card.provenance.get("export", {}).get("storage", {})
-        quantization = storage.get("quantization") or {}
-        source = sources.get(quantization.get("source"))
-        pinned = quantization.get("source_sha256") or {}
-        if source is None or not pinned:
-            continue
-        if any(source.card.files.get(file, {}).get("sha256") != sha for file, sha in pinned.items()):
-            continue  # pins files its source no longer has: quantize it again
-        new_card = after[source.name]
-        repinned = {file: new_card.files[file]["sha256"] for file in (GRAPH_FILE, *new_card.weight_files)}
-        if repinned == pinned:
-            continue
-        quantization = {**quantization, "source_sha256": repinned,
-                        "source_sha256_when_quantized": quantization.get("source_sha256_when_quantized", pinned)}
-        provenance = {**card.provenance, "export": {**card.provenance["export"],
-                                                    "storage": {**storage, "quantization": quantization}}}
-        restamp(root / other, replace(card, provenance=provenance))
-        updated.append(other)
-    return updated

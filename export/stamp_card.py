@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import onnx
 
 from zoo.card import ModelCard, render_card
+from zoo.errors import ZooError
 from zoo.files import CARD_DIGEST_KEY, CARD_FILE, GRAPH_FILE
 from zoo.onnxfile import MODEL_METADATA_PROPS, fields
 from zoo.runtime import card_digest, file_entry, onnx_metadata, verify_files
@@ -59,7 +61,8 @@ def restamp(folder: Path, card: ModelCard | None = None) -> list[str]:
     from it, its digest stamped into model.onnx and into every other graph of the folder that carries one, and
     `files` re-hashed for what changed; card.json is written last. Every file the card on disk lists is first
     checked against its recorded sha256 and size, so restamping never vouches for a damaged or replaced file.
-    Graphs change in their metadata only. Nothing to do: nothing is written.
+    Graphs change in their metadata only. Nothing to do: nothing is written. A quantized variant beside it that
+    pins its files is pinned to the new ones (`repin_variants`).
     """
     from .report import model_readme  # the report imports the runtime's cards, not this module
 
@@ -84,10 +87,12 @@ def restamp(folder: Path, card: ModelCard | None = None) -> list[str]:
     for name, data in rewritten.items():
         _write(folder / name, data)
     files = {**card.files, **{name: file_entry(folder / name) for name in rewritten}}
-    text = render_card(replace(card, files=files).to_dict()).encode()
+    new_card = replace(card, files=files)
+    text = render_card(new_card.to_dict()).encode()
     if text != (folder / CARD_FILE).read_bytes():
         _write(folder / CARD_FILE, text)
         rewritten[CARD_FILE] = text
+    repin_variants(folder.parent, card.name, on_disk.files, new_card)
     return sorted(rewritten)
 
 
@@ -96,3 +101,58 @@ def _write(path: Path, data: bytes) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_bytes(data)
     os.replace(partial, path)
+
+
+def restamp_models(names: list[str], out_root: Path, fill_license: bool = False) -> dict[str, list[str]]:
+    """`restamp` each of the models `names` under `out_root` (["all"]: every model there); returns the files
+    rewritten by model. `fill_license`: a card with no `license` gets the one its provenance says
+    (`export.report.default_license`); a card that has one keeps it."""
+    from .report import default_license
+    from .share import list_models_in
+
+    out_root = Path(out_root)
+    names = list_models_in(out_root) if list(names) == ["all"] else list(names)
+    missing = [name for name in names if not (out_root / name / CARD_FILE).is_file()]
+    if missing:
+        raise ExportError(f"no model {', '.join(map(repr, missing))} in {out_root}; "
+                          f"available: {', '.join(list_models_in(out_root)) or 'none'}")
+    rewritten: dict[str, list[str]] = {}
+    for name in names:
+        card = ModelCard.read(out_root / name)
+        if fill_license and card.license is None:
+            card = replace(card, license=default_license(card))
+        rewritten[name] = restamp(out_root / name, card)
+    return rewritten
+
+
+def repin_variants(root: Path, source: str, before: dict[str, dict[str, Any]], after: ModelCard) -> list[str]:
+    """Quantized variants in `root` made from model `source` whose card pins its files as they were (`before`,
+    its card's `files` then: `quantization.source_sha256`), pinned to them as they are (`after`) and re-stamped;
+    returns their names. For a source whose files changed but not what they compute (split by `export share`,
+    re-stamped): the same graph and tensors. A variant that pins other files (a source exported again) is left:
+    quantize it again. The first pins stay in `source_sha256_when_quantized`."""
+    from .share import list_models_in
+
+    updated = []
+    for other in list_models_in(root):
+        try:
+            card = ModelCard.read(root / other)
+        except ZooError:  # a damaged card elsewhere is not ours to judge here
+            continue
+        storage = card.provenance.get("export", {}).get("storage", {})
+        quantization = storage.get("quantization") or {}
+        pinned = quantization.get("source_sha256") or {}
+        if quantization.get("source") != source or not pinned:
+            continue
+        if any(before.get(file, {}).get("sha256") != sha256 for file, sha256 in pinned.items()):
+            continue
+        repinned = {file: after.files[file]["sha256"] for file in (GRAPH_FILE, *after.weight_files)}
+        if repinned == pinned:
+            continue
+        quantization = {**quantization, "source_sha256": repinned,
+                        "source_sha256_when_quantized": quantization.get("source_sha256_when_quantized", pinned)}
+        provenance = {**card.provenance, "export": {**card.provenance["export"],
+                                                    "storage": {**storage, "quantization": quantization}}}
+        restamp(root / other, replace(card, provenance=provenance))
+        updated.append(other)
+    return updated

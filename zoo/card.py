@@ -5,7 +5,7 @@ Written by `export` as ``card.json`` after validation passes; read here, with no
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,16 @@ class InputSpec:
     height: int
     width: int
     resize: str = "center-crop"
+
+
+@dataclass(frozen=True)
+class License:
+    """Under which terms a model's parts come, in words: its code, its weights, and the data it was trained and
+    tested on (each data set cited, with the terms its publishers state). The model's README shows the same."""
+
+    code: str
+    weights: str
+    data: str
 
 
 #: The keys of a card's "extra" object that zoo reads, and the type each must have.
@@ -43,6 +53,9 @@ class ModelCard:
     `test_accuracy`, `test_images`, `float32_test_accuracy`); the changer records `test_accuracy`,
     `train_accuracy`, `test` (with `pairs` and `per_class_accuracy`), `test_by_source`, `val`,
     `confusion_matrix` and `history`. What zoo itself reads is declared below as properties.
+
+    `license` names the licence of the model's code, weights and data (`License`); None only in cards written
+    before cards carried it (`python -m export restamp NAME --license` fills it in from the provenance).
     """
 
     name: str
@@ -59,6 +72,7 @@ class ModelCard:
     opset: int = 19
     tolerance: float = 1e-4
     extra: dict[str, Any] = field(default_factory=dict)
+    license: License | None = None
 
     @property
     def demo(self) -> str | None:
@@ -122,6 +136,7 @@ class ModelCard:
             "files": self.files,
             "metrics": self.metrics,
             "provenance": self.provenance,
+            **({"license": vars(self.license)} if self.license is not None else {}),
             "plots": self.plots,
             "opset": self.opset,
             "tolerance": self.tolerance,
@@ -145,6 +160,7 @@ class ModelCard:
             opset=int(data.get("opset", 19)),
             tolerance=float(data.get("tolerance", 1e-4)),
             extra=_checked_extra(data.get("extra", {})),
+            license=_checked_license(data.get("license")),
         )
 
     def write(self, folder: Path) -> Path:
@@ -175,6 +191,19 @@ def _checked_extra(extra: dict[str, Any]) -> dict[str, Any]:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.get("session_config", {}).items()):
         raise TypeError("extra.session_config must map strings to strings")
     return dict(extra)
+
+
+def _checked_license(value: Any) -> License | None:
+    """The card's `license` as a License (None where the card has none); a TypeError names what is wrong."""
+    if value is None:
+        return None
+    keys = {f.name for f in fields(License)}
+    if not isinstance(value, dict) or set(value) != keys:
+        raise TypeError(f"license must be an object with exactly {sorted(keys)}")
+    wrong = sorted(key for key, text in value.items() if not isinstance(text, str) or not text.strip())
+    if wrong:
+        raise TypeError(f"license.{wrong[0]} must be a non-empty string")
+    return License(**value)
 
 
 def render_card(content: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.card import ModelCard
 from zoo.model import softmax
 from zoo.files import PORTABLE_GRAPH_FILE, TEST_VECTORS
@@ -66,7 +67,7 @@ def probabilities(task: str, outputs: list[np.ndarray]) -> list[np.ndarray]:
 
 def shipped_vectors(name: str) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
     """Model `name`'s ONNX Model Zoo test vectors: the feeds by input name, and the outputs in order."""
-    folder = zoo.models_root() / name / TEST_VECTORS
+    folder = PACKAGE_MODELS / name / TEST_VECTORS
     feeds = {spec.name: numpy_helper.to_array(onnx.load_tensor(str(folder / f"input_{k}.pb")))
              for k, spec in enumerate(zoo.card(name).inputs)}
     outputs = [numpy_helper.to_array(onnx.load_tensor(str(path)))

@@ -2,7 +2,9 @@
    python -m export triton OUTDIR [NAME ...]: a Triton Inference Server model repository of the zoo.
    python -m export quantize NAME [...]: NAME-int8 (static QDQ), installed only where it pays (export/quantize.py).
    python -m export share NAME NAME [...]: the tensors the models hold alike, stored once (export/share.py).
-   python -m export restamp NAME|all [--license]: README, card digest and files after a card's content changed."""
+   python -m export restamp NAME|all [--license]: README, card digest and files after a card's content changed.
+   python -m export index: zoo/models/index.json from the cards (after a model changed).
+   python -m export release OUT: the wheel, every model file under its sha256, and index.json, for upload."""
 from __future__ import annotations
 
 import argparse
@@ -121,9 +123,30 @@ def export(argv: list[str]) -> None:
         print(f"{name}: wrote {folder}")
 
 
+def release(argv: list[str]) -> None:
+    from .release import release as write_release
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export release",
+        description="Write a release into OUT as it is uploaded to a static host (a GitHub release, a Hugging Face "
+                    "Hub repository): the wheel, every model file named by its sha256, and index.json.")
+    parser.add_argument("out", type=Path, help="the release folder (created)")
+    args = parser.parse_args(argv)
+    wheel, _ = write_release(args.out)
+    files = [p for p in args.out.iterdir() if p.is_file() and p != wheel]
+    print(f"wrote {wheel} ({wheel.stat().st_size / 1e6:.1f} MB) and {len(files)} model files + index "
+          f"({sum(p.stat().st_size for p in files) / 1e6:.1f} MB) into {args.out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["triton"]:
+    if argv[:1] == ["index"]:
+        from .release import write_index
+
+        print(f"wrote {write_index()}")
+    elif argv[:1] == ["release"]:
+        release(argv[1:])
+    elif argv[:1] == ["triton"]:
         triton(argv[1:])
     elif argv[:1] == ["quantize"]:
         quantize(argv[1:])

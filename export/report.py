@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.card import License
 from zoo.files import PORTABLE_GRAPH_FILE
 from zoo.runtime import file_entry
@@ -392,7 +393,7 @@ def refresh_readme(folder: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--readmes"]:
         for name in zoo.list():
-            refresh_readme(zoo.models_root() / name)
+            refresh_readme(PACKAGE_MODELS / name)
             print(f"{name}: README.md re-rendered from card.json")
     else:
         for table in (model_table(), robustness_table(), carplane_table()):

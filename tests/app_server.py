@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.card import ModelCard
 from zoo.files import CARD_DIGEST_KEY
 from zoo.runtime import card_digest, sha256_file
@@ -38,15 +39,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_app(log: Path, zoo_home: Path | None = None, *options: str) -> Iterator[str]:
-    """Run `python app.py --port PORT [options]` until the block ends; yields its URL. Output goes to `log`."""
+def serve_app(log: Path, zoo_home: Path | None = None, *options: str,
+              command: tuple[str, ...] = (sys.executable, str(ROOT / "app.py"))) -> Iterator[str]:
+    """Run `python app.py --port PORT [options]` (or `command`, e.g. `zoo demo`) until the block ends; yields its
+    URL. Output goes to `log`."""
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     if zoo_home is not None:
         env["ZOO_HOME"] = str(zoo_home)
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with open(log, "w") as output:
-        process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *options], cwd=ROOT,
+        process = subprocess.Popen([*command, "--port", str(port), *options], cwd=ROOT,
                                    env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -85,7 +88,7 @@ def carplane_stand_in(source: str, folder: Path, demo: str = "carplane") -> None
     stand_in = replace(card, name=folder.name, description=f"Test stand-in: {source}'s airplane and automobile logits.",
                        outputs=("carplane_logits",), labels=("airplane", "car"), metrics={}, plots={},
                        extra={"demo": demo} if demo else {})
-    proto = onnx.load(str(zoo.models_root() / source / "model.onnx"))
+    proto = onnx.load(str(PACKAGE_MODELS / source / "model.onnx"))
     classes = np.array([card.labels.index("airplane"), card.labels.index("automobile")])
     proto.graph.initializer.append(onnx.numpy_helper.from_array(classes, "carplane_classes"))
     proto.graph.node.append(onnx.helper.make_node("Gather", [card.outputs[0], "carplane_classes"], ["carplane_logits"],
@@ -102,7 +105,7 @@ def carplane_stand_in(source: str, folder: Path, demo: str = "carplane") -> None
         proto.metadata_props.add(key=key, value=value)
     folder.mkdir()
     onnx.save(proto, str(folder / "model.onnx"))
-    shutil.copyfile(zoo.models_root() / source / "model.safetensors", folder / "model.safetensors")
+    shutil.copyfile(PACKAGE_MODELS / source / "model.safetensors", folder / "model.safetensors")
     with_files_hashed(stand_in, folder).write(folder)
 
 
@@ -113,11 +116,11 @@ def demo_home(root: Path) -> Path:
     home.mkdir()
     for name in zoo.list():
         if name == "deformable-cnn":
-            shutil.copytree(zoo.models_root() / name, home / name)
+            shutil.copytree(PACKAGE_MODELS / name, home / name)
             offsets.write_offsets_model(home / name / "model.onnx", home / name / offsets.OFFSETS_FILE)
             with_files_hashed(zoo.card(name), home / name).write(home / name)
         else:
-            (home / name).symlink_to(zoo.models_root() / name, target_is_directory=True)
+            (home / name).symlink_to(PACKAGE_MODELS / name, target_is_directory=True)
     if not any(zoo.card(name).demo == "carplane" for name in zoo.list()):
         for source in ("cnn", "deformable-cnn"):
             carplane_stand_in(source, home / f"carplane-from-{source}")

@@ -15,20 +15,17 @@ from app_server import ROOT, carplane_stand_in, demo_home, serve_app
 from PIL import Image
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.card import ModelCard
 
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "zoo" / "examples"
 
 
 def load_app():
-    """app.py as a module (it is a script beside the package, not part of it)."""
-    spec = importlib.util.spec_from_file_location("app", ROOT / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["app"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The demo's module (`zoo demo`, and `python app.py` in a checkout)."""
+    return importlib.import_module("zoo.app")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,9 @@ def home(tmp_path_factory) -> Path:
 def client(home, tmp_path_factory):
     from gradio_client import Client
 
-    with serve_app(tmp_path_factory.mktemp("app") / "app.log", home) as url:
+    # `zoo demo`, as an install runs it (python app.py in a checkout is the same main).
+    with serve_app(tmp_path_factory.mktemp("app") / "app.log", home,
+                   command=(sys.executable, "-m", "zoo.cli", "demo")) as url:
         yield Client(url, verbose=False)
 
 
@@ -100,7 +99,7 @@ def test_changer_endpoint(client, home):
 
     pair = sorted((EXAMPLES / "pair").glob("*.jpg"))
     probs, changes, params, strip, latency = client.predict(*(handle_file(str(p)) for p in pair), api_name="/changer")
-    # The example pair's true change (examples/README.md): shift (+0.15, -0.10), angle +20°, scale 1.
+    # The example pair's true change (zoo/examples/README.md): shift (+0.15, -0.10), angle +20°, scale 1.
     assert probs["label"] == "displacement+rotation"
     assert {c["label"] for c in changes["confidences"]} == {"displacement", "rotation", "scaling"}
     angle = float(params.split("angle ")[1].split("°")[0])
@@ -134,13 +133,14 @@ def test_non_images_are_refused(client, tmp_path):
 
 def test_tabs_without_models_say_so(tmp_path, monkeypatch):
     """cnn and a model of no demo group: the Car or plane and Changer tabs explain, the other model has a tab."""
-    (tmp_path / "cnn").symlink_to(zoo.models_root() / "cnn", target_is_directory=True)
+    (tmp_path / "cnn").symlink_to(PACKAGE_MODELS / "cnn", target_is_directory=True)
     carplane_stand_in("cnn", tmp_path / "loner", demo="")
     monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    monkeypatch.setattr(zoo.registry, "PACKAGE_MODELS", tmp_path / "no-package-models")  # the home's models only
     demo = load_app().build_demo()
     texts = [block.value for block in demo.blocks.values() if type(block).__name__ == "Markdown"]
-    assert any("No Car or plane models are installed" in str(text) for text in texts)
-    assert any("No Changer models are installed" in str(text) for text in texts)
+    assert any("No Car or plane models are on this machine" in str(text) for text in texts)
+    assert any("No Changer models are on this machine" in str(text) for text in texts)
     tabs = [block.label for block in demo.blocks.values() if type(block).__name__ == "Tab"]
     assert tabs == ["Car or plane", "CIFAR-10", "Changer", "loner", "Models"]
     api_names = {fn.api_name for fn in demo.fns.values()}

@@ -22,7 +22,7 @@ def photos(tmp_path: Path) -> Path:
     """A folder of the example photos, one in a subfolder, and an unreadable .jpg among them."""
     folder = tmp_path / "photos"
     (folder / "more").mkdir(parents=True)
-    examples = sorted((ROOT / "examples" / "cifar10").glob("*.jpg"))
+    examples = sorted((ROOT / "zoo" / "examples" / "cifar10").glob("*.jpg"))
     for path in examples[:-1]:
         shutil.copyfile(path, folder / path.name)
     shutil.copyfile(examples[-1], folder / "more" / examples[-1].name)
@@ -79,7 +79,7 @@ def test_resume_skips_what_was_predicted_and_retries_errors(photos, tmp_path):
 
 
 def test_the_changer_reads_pairs_from_a_csv(tmp_path):
-    a, b = sorted((ROOT / "examples" / "pair").glob("*.jpg"))[:2]
+    a, b = sorted((ROOT / "zoo" / "examples" / "pair").glob("*.jpg"))[:2]
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(f"a,b\n{a},{b}\n{b},{a}\n{a},{tmp_path / 'missing.jpg'}\n")
     out = tmp_path / "changes.jsonl"

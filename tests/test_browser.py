@@ -62,7 +62,7 @@ def screenshot_folder(tmp_path: Path) -> Path:
 def test_changer_in_the_browser(page, tmp_path):
     open_tab(page, "Changer")
     wait = WebDriverWait(page, WAIT_SECONDS)
-    image_a, image_b = sorted((ROOT / "examples" / "pair").glob("*.jpg"))
+    image_a, image_b = sorted((ROOT / "zoo" / "examples" / "pair").glob("*.jpg"))
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#changer-a input[type=file]"))[0].send_keys(str(image_a))
     page.find_element(By.CSS_SELECTOR, "#changer-b input[type=file]").send_keys(str(image_b))
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#changer-a img, #changer-b img")) == 2)
@@ -72,7 +72,7 @@ def test_changer_in_the_browser(page, tmp_path):
     shot = screenshot_folder(tmp_path) / "changer.png"
     page.save_screenshot(str(shot))
 
-    # The example pair's true change: displacement+rotation, angle +20° (examples/README.md).
+    # The example pair's true change: displacement+rotation, angle +20° (zoo/examples/README.md).
     heading = page.find_element(By.CSS_SELECTOR, "#changer-class h2, #changer-class .output-class").text
     assert heading == "displacement+rotation"
     params = page.find_element(By.CSS_SELECTOR, "#changer-params textarea").get_attribute("value")

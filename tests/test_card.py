@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.card import EXTRA_FIELDS, ModelCard
 
 SHIPPED = zoo.list()
@@ -32,7 +33,7 @@ def test_a_change_detector_names_its_changes_and_parameters():
 def test_a_declared_field_of_the_wrong_type_is_refused(tmp_path, key, value):
     folder = tmp_path / "card"
     folder.mkdir()
-    shutil.copyfile(zoo.models_root() / SHIPPED[0] / "card.json", folder / "card.json")
+    shutil.copyfile(PACKAGE_MODELS / SHIPPED[0] / "card.json", folder / "card.json")
     content = json.loads((folder / "card.json").read_text())
     content["extra"][key] = value
     (folder / "card.json").write_text(json.dumps(content))

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
+import zoo.registry
 from training.data import Split
 from training.nets import build
 from training.train_carplane import augmented_embeddings, load_backbone
@@ -147,7 +148,7 @@ def test_carplane_train_export_load(mini_cifar, tmp_path, monkeypatch, cifar_ima
     for checkpoint in (backbone / "model.safetensors", run_dir / "model.safetensors"):
         export.build.export_model(checkpoint, models, data=str(mini_cifar))
     monkeypatch.setenv("ZOO_HOME", str(models))
-    assert zoo.list() == ["carplane-joint", "resnet50-cifar8"]
+    assert [zoo.registry.source(name) for name in ("carplane-joint", "resnet50-cifar8")] == [zoo.registry.LOCAL] * 2
     model = zoo.load("carplane-joint", device="cpu")
     assert model.labels == ("airplane", "car") and model.card.demo == "carplane"
     assert model.card.inputs[0].height == 64

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 import zoo.cli
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIR = sorted((ROOT / "examples" / "pair").glob("*.jpg"))
+PAIR = sorted((ROOT / "zoo" / "examples" / "pair").glob("*.jpg"))
 
 #: Single-image models; the changer's two-image API has tests of its own.
 SHIPPED = [name for name in zoo.list() if len(zoo.card(name).inputs) == 1]
@@ -42,20 +43,21 @@ def test_list_shows_every_model_with_its_card_figures():
     out = run("list")
     assert out.returncode == 0
     header, *rows = out.stdout.splitlines()
-    assert header.split() == ["name", "task", "input", "test", "acc", "size"]
+    assert header.split() == ["name", "task", "input", "test", "acc", "size", "where"]
     by_name = {row.split()[0]: row for row in rows}
     assert set(by_name) == set(zoo.list())
     for name, row in by_name.items():
         card = zoo.card(name)
-        assert card.task in row and f"{card.size_bytes / 1e6:.1f} MB" in row
+        assert card.task in row and f"{card.size_bytes / 1e6:.1f} MB" in row and row.endswith(" embedded")
         if card.headline_accuracy is not None:
             assert f"{card.headline_accuracy:.2%}" in row
 
 
-def test_list_says_when_there_are_no_models(tmp_path):
+def test_list_shows_a_model_of_your_own_in_zoo_home(tmp_path):
+    shutil.copytree(PACKAGE_MODELS / "cnn", tmp_path / "my-cnn")
     out = run("list", env={"ZOO_HOME": str(tmp_path)})
-    assert out.returncode == 0 and out.stdout == ""
-    assert "no models in" in out.stderr
+    rows = {line.split()[0]: line.split()[-1] for line in out.stdout.splitlines()[1:]}
+    assert out.returncode == 0 and rows == {**{name: "embedded" for name in zoo.list()}, "my-cnn": "local"}
 
 
 def test_info_prints_the_card():
@@ -80,7 +82,8 @@ def test_predict_json(cifar_images):
         (("predict", "no-such-model", "x.jpg"), "no model named"),
         (("predict", "{model}", "/nonexistent.jpg"), "does not exist"),
         (("predict", "{model}", "{text}"), "not a readable image"),
-        (("info", "../etc"), "not a model name"),
+        (("info", "/etc"), "has no card.json"),
+        (("info", "no/such/folder"), "is not a folder"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_message(args, message, tmp_path):
@@ -107,7 +110,7 @@ def test_predict_a_pair_with_the_changer():
     out = run("predict", "changer", *map(str, PAIR), "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    # The example pair's true change (examples/README.md): displacement+rotation, angle +20°.
+    # The example pair's true change (zoo/examples/README.md): displacement+rotation, angle +20°.
     assert result["label"] == "displacement+rotation"
     assert 15 < result["params"]["angle"] < 25
     assert set(result["changes"]) == {"displacement", "rotation", "scaling"}

@@ -97,7 +97,7 @@ MAKING_OF = re.compile(r"\bissues?\b|\b(?:this|that|an earlier|earlier|previous|
                        r"\bhelpers?\b|\blent\b|\bborrowed\b|team's|device tool|the report's Q\d", re.I)
 
 
-@pytest.mark.parametrize("path", [README, *DOCS, ROOT / "app.py", ROOT / "export" / "report.py"],
+@pytest.mark.parametrize("path", [README, *DOCS, ROOT / "app.py", ROOT / "zoo" / "app.py", ROOT / "export" / "report.py"],
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_documentation_is_about_the_product(path):
     found = [(n, m.group(0)) for n, line in enumerate(path.read_text().splitlines(), 1)

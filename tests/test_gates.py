@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from export import build, quantize
 from export.validate import ExportValidationError
 from zoo.runtime import sha256_file
@@ -30,7 +31,7 @@ def folder_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture
 def installed(tmp_path: Path) -> Path:
     """A models folder holding a copy of the shipped model, as an earlier export left it."""
-    shutil.copytree(zoo.models_root() / NAME, tmp_path / "models" / NAME)
+    shutil.copytree(PACKAGE_MODELS / NAME, tmp_path / "models" / NAME)
     return tmp_path / "models"
 
 
@@ -39,7 +40,7 @@ def checkpoint(tmp_path: Path) -> Path:
     """The shipped model's own weights as a run's checkpoint (its metadata rebuilds the network)."""
     run = tmp_path / "runs" / NAME
     run.mkdir(parents=True)
-    shutil.copyfile(zoo.models_root() / NAME / "model.safetensors", run / "model.safetensors")
+    shutil.copyfile(PACKAGE_MODELS / NAME / "model.safetensors", run / "model.safetensors")
     return run / "model.safetensors"
 
 

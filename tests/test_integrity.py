@@ -15,13 +15,14 @@ import pytest
 from onnx import numpy_helper
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 import zoo.model
 from export.stamp_card import stamp_card_digest
 from zoo.files import CARD_DIGEST_KEY
 from zoo.runtime import onnx_metadata, sha256_file
 
 SHIPPED = zoo.list()
-SHIPPED_ROOT = zoo.models_root()  # before any test points ZOO_HOME elsewhere
+SHIPPED_ROOT = PACKAGE_MODELS  # before any test points ZOO_HOME elsewhere
 pytestmark = pytest.mark.skipif(not SHIPPED, reason="no shipped models")
 #: The model with the fewest bytes: where the exhaustive card test runs.
 SMALLEST = min(SHIPPED, key=lambda name: zoo.card(name).size_bytes) if SHIPPED else None
@@ -91,7 +92,7 @@ def test_missing_model_file_is_named(home, no_session, filename):
     folder = _private_copy(SMALLEST, home, ())
     (folder / filename).unlink()
     with pytest.raises(zoo.ModelFileError, match=f"{filename}.*missing"):
-        zoo.load(SMALLEST)
+        zoo.load(folder)  # a folder of your own is never completed by a download
 
 
 #: Models whose weights are split, with their shared weight file: model.safetensors keeps the rest.
@@ -206,8 +207,25 @@ def test_every_byte_change_of_a_stamped_card_is_refused(home, monkeypatch):
 
 @pytest.mark.parametrize("name", ["../cnn", "/etc/passwd", "cnn/../../x", "..", ".", "", "CNN", "cnn\n", " cnn",
                                   "~/models/cnn", "C:\\models\\cnn", "\\\\server\\share", "cnn/", "a" * 300, None, 3])
-def test_path_like_names_are_refused(name):
+def test_path_like_names_are_refused_where_only_names_are_taken(name):
     with pytest.raises(zoo.UnknownModelError, match="not a model name"):
+        zoo.load(name, registry_only=True)
+
+
+@pytest.mark.parametrize("name", ["../cnn", "/etc/passwd", "cnn/../../x", "..", ".", "", "CNN", "cnn\n", " cnn",
+                                  "~/models/cnn", "C:\\models\\cnn", "\\\\server\\share", "cnn/", "a" * 300, None, 3])
+def test_names_that_are_no_model_or_model_folder_are_a_clear_error(name, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # relative paths name nothing here
+    with pytest.raises((zoo.UnknownModelError, zoo.ModelFileError), match="not a model name|not a folder|no card.json"):
         zoo.load(name)
-    with pytest.raises(zoo.UnknownModelError, match="not a model name"):
+    with pytest.raises((zoo.UnknownModelError, zoo.ModelFileError), match="not a model name|not a folder|no card.json"):
         zoo.card(name)
+
+
+def test_a_model_folder_of_your_own_loads_with_the_same_checks(tmp_path):
+    folder = _private_copy(SMALLEST, tmp_path, ("model.onnx", "model.safetensors"))
+    assert zoo.load(folder).predict(np.zeros((40, 40, 3), np.uint8)).label in zoo.card(SMALLEST).labels
+    assert zoo.load(str(folder)).card == zoo.card(folder)
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(zoo.ModelFileError, match="model.safetensors"):
+        zoo.load(folder)

@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.preprocess import prepare
 
 onnx = pytest.importorskip("onnx")
@@ -24,7 +25,7 @@ def run(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], output: str) -> np
 def test_offsets_graph_matches_the_tensor_inside_the_model(cifar_images):
     name = DEFORMABLE[0]
     card = zoo.card(name)
-    model = onnx.load(str(zoo.models_root() / name / "model.onnx"))
+    model = onnx.load(str(PACKAGE_MODELS / name / "model.onnx"))
     part = offsets.offsets_model(model)
     deform = next(node for node in model.graph.node if node.op_type == "DeformConv")
     spec = card.inputs[0]
@@ -45,5 +46,5 @@ def test_models_without_deformconv_get_no_offsets_file(tmp_path):
     if not plain:
         pytest.skip("no model without DeformConv installed")
     out = tmp_path / offsets.OFFSETS_FILE
-    assert not offsets.write_offsets_model(zoo.models_root() / plain[0] / "model.onnx", out)
+    assert not offsets.write_offsets_model(PACKAGE_MODELS / plain[0] / "model.onnx", out)
     assert not out.exists()

@@ -32,11 +32,12 @@ import zoo
 from bench.runtimes import predicted, probabilities, runners, shipped_vectors
 from zoo.cli import main as zoo_main
 from zoo.files import PORTABLE_GRAPH_FILE
+from zoo.registry import PACKAGE_MODELS
 from zoo.runtime import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = zoo.list()
-SHIPPED_ROOT = zoo.models_root()
+SHIPPED_ROOT = PACKAGE_MODELS
 LAYOUTS = ("checkout", "uv-install", "hub-cache")
 #: Largest probability difference from the shipped test vectors. An int8 graph's integer kernels round each
 #: layer their own way: on a vector it scores 0.63, carplane-linear-int8 moves by 3.7e-2 in OpenVINO and by
@@ -110,9 +111,9 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if uv is None:
         runtime_missing("uv", "a uv install of the wheel")
     work = tmp_path_factory.mktemp("uv")
-    run_checked([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                 work / "dist", source_tree(work / "src")])
-    shutil.rmtree(work / "src")  # its hard links would make the onnx package refuse the checkout's model.onnx
+    # The release as the project builds it: the wheel, and the model files it does not embed, which the installed
+    # zoo fetches from this folder (ZOO_MODELS_URL, `installed_env`).
+    run_checked([sys.executable, "-m", "export", "release", work / "dist"], cwd=ROOT)
     wheel = next((work / "dist").glob("*.whl"))  # the one wheel built, whatever the distribution's name
     run_checked([uv, "venv", "-q", "--python", sys.executable, work / "venv"])
     python = work / "venv" / "bin" / "python"
@@ -128,7 +129,8 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "UV_CACHE_DIR": str(work / "uv-cache")}  # beside the venv: one filesystem, so hard links
     run_checked([uv, "pip", "install", "-q", "--offline", "--no-deps", "--python", python, wheel], env=env)
     # Run outside the checkout: `python -c` puts the working folder first on sys.path.
-    where = run_checked([python, "-c", "import zoo; print(zoo.models_root())"], cwd=work, env=_without_zoo_home())
+    where = run_checked([python, "-c", "import zoo.registry; print(zoo.registry.PACKAGE_MODELS)"], cwd=work,
+                        env=installed_env(python))
     installed = Path(where.stdout.strip())
     assert str(installed).startswith(str(work / "venv")), f"zoo in the uv venv resolves to {installed}, not the wheel"
     weights = installed / "cnn" / "model.safetensors"
@@ -136,21 +138,15 @@ def uv_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
-def source_tree(target: Path) -> Path:
-    """The checkout's files (tracked, and untracked ones git does not ignore) hard-linked under `target`:
-    building the wheel there leaves the checkout's own folder untouched (setuptools writes build/ beside
-    the sources)."""
-    listed = run_checked(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
-    for relative in filter(None, listed.stdout.split("\0")):
-        source, copy = ROOT / relative, target / relative
-        if source.is_file():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, copy)
-    return target
-
-
 def _without_zoo_home() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "ZOO_HOME"}
+
+
+def installed_env(python: Path) -> dict[str, str]:
+    """The environment of the uv install's commands: models it does not embed come from the release folder beside
+    it, into a models home of its own."""
+    work = python.parents[2]
+    return {**_without_zoo_home(), "ZOO_HOME": str(work / "home"), "ZOO_MODELS_URL": str(work / "dist")}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +174,7 @@ def write_taken_file(layout: str, name: str, out: Path, request: pytest.FixtureR
     if layout == "uv-install":
         python = request.getfixturevalue("uv_python")
         zoo_script = python.parent / "zoo"
-        run_checked([zoo_script, *export_command(name, target)], env=_without_zoo_home(), cwd=python.parent)
+        run_checked([zoo_script, *export_command(name, target)], env=installed_env(python), cwd=python.parent)
         return target
     if layout == "hub-cache":
         monkeypatch.setenv("ZOO_HOME", str(request.getfixturevalue("hub_root")))
@@ -199,7 +195,7 @@ def zoo_labels(layout: str, name: str, inputs: list[tuple[Path, ...]], request: 
               "print(json.dumps([p.label for p in model.predict_batch([i if len(i) > 1 else i[0] for i in items])]))")
     python = request.getfixturevalue("uv_python")
     done = run_checked([python, "-c", script, name, json.dumps([[str(p) for p in item] for item in inputs])],
-                       env=_without_zoo_home(), cwd=python.parent)
+                       env=installed_env(python), cwd=python.parent)
     return json.loads(done.stdout)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import zoo
+import zoo.registry
 from export.build import export_model
 from training.checkpoint import load_model, read_metadata
 from training.recipes import RECIPES
@@ -27,7 +28,7 @@ def test_train_export_load(name, cifar_root, tmp_path, monkeypatch, cifar_images
 
     export_model(checkpoint, tmp_path / "models", data=str(cifar_root), portable=True)
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "models"))
-    assert zoo.list() == [name]
+    assert zoo.registry.source(name) == zoo.registry.LOCAL  # the new export, not the package's model
     model = zoo.load(name, device="cpu")
     assert model.card.metrics["test_accuracy"] == meta["metrics"]["test_accuracy"]
 

@@ -22,7 +22,7 @@ from test_serve import free_port, wait_until_healthy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "test"
-PAIRS = sorted((ROOT / "examples" / "pair").glob("*.jpg"))
+PAIRS = sorted((ROOT / "zoo" / "examples" / "pair").glob("*.jpg"))
 pytestmark = [pytest.mark.skipif(not CIFAR_TEST.is_dir(), reason=f"the CIFAR-10 JPEGs are not at {CIFAR_TEST}"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 

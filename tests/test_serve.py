@@ -20,8 +20,8 @@ import zoo
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples" / "cifar10").glob("*.jpg"))
-PAIR = sorted((ROOT / "examples" / "pair").glob("*.jpg"))[:2]
+EXAMPLES = sorted((ROOT / "zoo" / "examples" / "cifar10").glob("*.jpg"))
+PAIR = sorted((ROOT / "zoo" / "examples" / "pair").glob("*.jpg"))[:2]
 MAX_REQUEST_BYTES = 2 * 2**20
 pytestmark = [pytest.mark.skipif(not {"cnn", "changer"} <= set(zoo.list()), reason="cnn and changer are not shipped"),
               pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")]

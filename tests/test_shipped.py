@@ -10,6 +10,7 @@ import pytest
 from onnx import numpy_helper
 
 import zoo
+from zoo.registry import PACKAGE_MODELS
 from zoo.runtime import sha256_file
 
 SHIPPED = zoo.list()
@@ -26,7 +27,7 @@ def test_the_foundation_models_ship():
 
 
 def test_card_lists_every_file_with_its_hash(card):
-    folder = zoo.models_root() / card.name
+    folder = PACKAGE_MODELS / card.name
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"card.json"}
     assert on_disk == set(card.files)
     for relative, meta in card.files.items():
@@ -37,7 +38,7 @@ def test_card_lists_every_file_with_its_hash(card):
 
 
 def test_onnx_metadata_matches_card(card):
-    proto = onnx.load(str(zoo.models_root() / card.name / "model.onnx"), load_external_data=False)
+    proto = onnx.load(str(PACKAGE_MODELS / card.name / "model.onnx"), load_external_data=False)
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["labels"]) == list(card.labels)
     assert props["name"] == card.name and props["version"] == card.version
@@ -50,7 +51,7 @@ def test_onnx_metadata_matches_card(card):
 
 def test_test_vectors_reproduce(card):
     """Load through zoo (hashes checked) and run the ONNX Model Zoo test vectors on its session."""
-    vectors = zoo.models_root() / card.name / "test_data_set_0"
+    vectors = PACKAGE_MODELS / card.name / "test_data_set_0"
     session = zoo.load(card.name, device="cpu").session
     feeds = {}
     for k, spec in enumerate(session.get_inputs()):
@@ -67,10 +68,10 @@ def test_deformable_graphs(card):
         assert "DeformConv" not in ops["model.onnx"]
         return
     assert "DeformConv" in ops["model.onnx"]
-    portable = zoo.models_root() / card.name / "model-portable.onnx"
+    portable = PACKAGE_MODELS / card.name / "model-portable.onnx"
     graph = onnx.load(str(portable))
     assert "DeformConv" not in {n.op_type for n in graph.graph.node}
-    vectors = zoo.models_root() / card.name / "test_data_set_0"
+    vectors = PACKAGE_MODELS / card.name / "test_data_set_0"
     image = numpy_helper.to_array(onnx.load_tensor(str(vectors / "input_0.pb")))
     expected = numpy_helper.to_array(onnx.load_tensor(str(vectors / "output_0.pb")))
     out = ort.InferenceSession(str(portable), providers=["CPUExecutionProvider"]).run(None, {"image": image})[0]
@@ -97,7 +98,7 @@ def test_accuracy_on_real_test_images_matches_the_card(card, cifar_root):
 def test_weights_are_stored_once(card):
     """model.onnx holds the graph; every sizeable initializer is external data inside the model's weight files:
     model.safetensors and the shared ones its card lists (backbone.safetensors, the same in each model holding it)."""
-    folder = zoo.models_root() / card.name
+    folder = PACKAGE_MODELS / card.name
     sizes = {name: (folder / name).stat().st_size for name in card.weight_files}
     for graph_file in [f for f in card.files if f.endswith(".onnx")]:
         proto = onnx.load(str(folder / graph_file), load_external_data=False)

@@ -6,14 +6,22 @@
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from .card import InputSpec, ModelCard
 from .errors import DeviceError, ImageError, ModelFileError, UnknownModelError, ZooError
 from .model import Model, Prediction, load, save_onnx
 from .registry import list_models as list
 from .registry import models_root
+from .release import VERSION as __version__
+
+#: Example images: CIFAR-10 test images, a changer pair and two photos (README.md inside says where from).
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 __all__ = [
     "DeviceError",
+    "EXAMPLES",
     "ImageError",
     "InputSpec",
     "Model",
@@ -28,11 +36,10 @@ __all__ = [
     "models_root",
     "save_onnx",
 ]
-__version__ = "0.1.0"
 
 
-def card(name: str) -> ModelCard:
-    """The card of model `name`, without loading the model."""
-    from .registry import model_dir
+def card(name: str | os.PathLike[str]) -> ModelCard:
+    """The card of model `name` (a registry name or a model folder), without loading or downloading the model."""
+    from .registry import card_dir, is_path, model_folder
 
-    return ModelCard.read(model_dir(name))
+    return ModelCard.read(model_folder(name) if is_path(name) else card_dir(name))

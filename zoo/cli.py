@@ -9,31 +9,34 @@ import sys
 from pathlib import Path
 
 from . import batch
-from . import card as read_card
+from . import card
 from .batch import BatchError
 from .errors import ZooError
 from .model import Prediction, load, save_onnx
+from . import hub, registry
 from .registry import list_models, models_root
+from .release import DISTRIBUTION
 
 EXIT_ERROR = 1  # argparse exits 2 on usage errors
-SUMMARY_HEADER = ("name", "task", "input", "test acc", "size")
+SUMMARY_HEADER = ("name", "task", "input", "test acc", "size", "where")
 
 
-def model_summaries() -> list[tuple[str, str, str, str, str]]:
-    """One row per installed model, in registry order (SUMMARY_HEADER's columns); the app's Models tab shows the same."""
+def model_summaries() -> list[tuple[str, ...]]:
+    """One row per model, in registry order (SUMMARY_HEADER's columns); the app's Models tab shows the same.
+    "where": embedded in the package, downloaded (cached), to download on first use, or a local model of your own."""
     rows = []
     for name in list_models():
-        c = read_card(name)
+        c = registry.read_card(name)
         inputs = " + ".join(f"{s.height}x{s.width}" for s in c.inputs)
         acc = f"{c.headline_accuracy:.2%}" if c.headline_accuracy is not None else "-"
-        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB"))
+        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB", registry.source(name)))
     return rows
 
 
 def cmd_list(_: argparse.Namespace) -> int:
     rows = model_summaries()
     if not rows:
-        print(f"zoo: no models in {models_root()} (ZOO_HOME changes the folder).", file=sys.stderr)
+        print(f"zoo: no models in the package or in {models_root()} (ZOO_HOME).", file=sys.stderr)
         return 0
     table = [SUMMARY_HEADER, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_HEADER))]
@@ -43,7 +46,7 @@ def cmd_list(_: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    print(json.dumps(read_card(args.name).to_dict(), indent=2))
+    print(json.dumps(card(args.name).to_dict(), indent=2))
     return 0
 
 
@@ -93,6 +96,51 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    names = list_models() if args.all else args.names
+    if not names:
+        raise ZooError("name the models to download, or --all.")
+    unknown = [name for name in names if name not in registry.index()]
+    if unknown:
+        raise ZooError(f"not models of this release: {', '.join(unknown)}; available: {', '.join(registry.index())}.")
+    if args.to:
+        transfer = hub.write_mirror(names, args.to)
+        print(f"wrote {len(names)} model(s) into {args.to}: set ZOO_MODELS_URL={args.to.resolve()} where they are needed")
+    else:
+        transfer = hub.Transfer()
+        for name in names:
+            if registry.source(name) != registry.EMBEDDED:
+                transfer.add(registry.fetch(name, refresh=True))
+        print(f"{', '.join(names)}: ready in {models_root()} or the package")
+    print(f"downloaded {transfer.downloaded_bytes / 1e6:.1f} MB, copied {transfer.copied_bytes / 1e6:.1f} MB "
+          "from files already here", file=sys.stderr)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    home = models_root()
+    if args.clear is not None:
+        removed = hub.clear(home, args.clear or None)
+        print(f"removed {', '.join(removed) or 'nothing'} from {home}")
+        return 0
+    models = hub.cached_models(home)
+    print(f"models home: {home}")
+    for model in models:
+        kind = ("downloaded" if model.complete else "partly downloaded") if model.fetched else "your own"
+        print(f"  {model.name:<24} {model.bytes / 1e6:8.1f} MB  {kind}")
+    print(f"  {'total':<24} {sum(m.bytes for m in models) / 1e6:8.1f} MB")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from . import app
+    except ImportError as exc:
+        raise ZooError(f"zoo demo needs the app extra ({exc.name} is missing): pip install '{DISTRIBUTION}[app]'.") from None
+    app.run(args.parser, args)
+    return 0
+
+
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     path = save_onnx(args.name, args.out, portable=args.portable)
     print(path)
@@ -116,7 +164,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from . import ray as on_ray
     except ImportError as exc:
         raise ZooError(f"zoo serve{' --ray' * args.ray} needs the {extra} extra ({exc.name} is missing): "
-                       f"pip install 'zoo[{extra}]'.") from None
+                       f"pip install '{DISTRIBUTION}[{extra}]'.") from None
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if args.ray:
         on_ray.start(args.host, args.port, api_key, args.no_auth, args.device, args.replicas, args.threads,
@@ -133,10 +181,25 @@ def positive(text: str) -> int:
     return value
 
 
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's flags: `python app.py` and `zoo demo` take the same."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
+    parser.add_argument("--api", action="store_true",
+                        help="also serve zoo's HTTP API (as `zoo serve`: /v1/..., /docs) from the same server; "
+                             "beyond the loopback it needs ZOO_API_KEY, which guards the API's paths")
+    parser.add_argument("--download", action="store_true",
+                        help="first download every model this machine lacks (otherwise the demo shows the models here)")
+
+
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo", description="Run the zoo's ONNX models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the installed models: name, task, input, test accuracy, size").set_defaults(run=cmd_list)
+    sub.add_parser("list", help="the models: name, task, input, test accuracy, size, and where their files are "
+                                "(embedded, cached, download, local)").set_defaults(run=cmd_list)
     info = sub.add_parser("info", help="a model's card, as JSON")
     info.add_argument("name")
     info.set_defaults(run=cmd_info)
@@ -179,6 +242,24 @@ def main(argv: list[str] | None = None) -> int:
     on_ray.add_argument("--threads", type=positive, default=1, help="onnxruntime threads (and CPUs) per replica")
     on_ray.add_argument("--address", help="the cluster to join ('auto', HOST:6379); default: start a local one")
     served.set_defaults(run=cmd_serve)
+    download = sub.add_parser(
+        "download", help="download models into the models home, or write them into a folder for a mirror",
+        description="Fetch models into the models home ($ZOO_HOME, else a per-user cache), re-checking the sha256 "
+                    "of files already there; with --to DIR, write them as a release (each file under its sha256, "
+                    "and index.json) into DIR, for ZOO_MODELS_URL=DIR on a machine without internet.")
+    download.add_argument("names", nargs="*", metavar="NAME")
+    download.add_argument("--all", action="store_true", help="every model of this release")
+    download.add_argument("--to", type=Path, metavar="DIR", help="write the release layout into DIR (created)")
+    download.set_defaults(run=cmd_download)
+    cache = sub.add_parser("cache", help="what the models home holds, and its size; --clear removes downloads")
+    cache.add_argument("--clear", nargs="*", metavar="NAME",
+                       help="remove these downloaded models (none named: all, and unfinished downloads); "
+                            "models of your own stay")
+    cache.set_defaults(run=cmd_cache)
+    demo = sub.add_parser("demo", help="the Gradio demo in the browser (the app extra)",
+                          description="Serve the Gradio demo: the models on this machine, on http://127.0.0.1:7860.")
+    demo.set_defaults(run=cmd_demo, parser=demo)
+    add_demo_arguments(demo)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -18,7 +18,7 @@ from .card import ModelCard
 from .errors import ImageError, ModelFileError, ZooError
 from .onnxfile import self_contained
 from .preprocess import ImageInput, prepare
-from .registry import model_dir
+from .registry import check_name, is_path, model_dir, model_folder
 from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
 from .runtime import create_session, onnx_metadata, verify_card, verify_files
 
@@ -91,8 +91,9 @@ POSTPROCESS: dict[str, Callable[[ModelCard, dict[str, np.ndarray]], list[Predict
 class Model:
     """A shipped model, loaded with its card, its files verified, on the chosen device."""
 
-    def __init__(self, name: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> None:
-        self.folder, self.card = verified(name)
+    def __init__(self, name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
+                 registry_only: bool = False) -> None:
+        self.folder, self.card = verified(check_name(name) if registry_only else name)
         self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
                                                    self.card.session_config, spinning)
         if self.card.task not in POSTPROCESS:
@@ -228,9 +229,11 @@ def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def verified(name: str) -> tuple[Path, ModelCard]:
-    """Model `name`'s folder and card, every file checked against the card and the card against the graph."""
-    folder = model_dir(name)
+def verified(name: str | os.PathLike[str]) -> tuple[Path, ModelCard]:
+    """Model `name`'s folder and card, every file checked against the card and the card against the graph.
+
+    `name` is a registry name, or a model folder (see `zoo.registry.is_path`)."""
+    folder = model_folder(name) if is_path(name) else model_dir(name)
     card = ModelCard.read(folder)
     verify_files(folder, card)
     # The card is checked against the graph before it configures a session or its task is trusted.
@@ -250,7 +253,7 @@ def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) ->
     graph = PORTABLE_GRAPH_FILE if portable and PORTABLE_GRAPH_FILE in card.files else GRAPH_FILE
     target = Path(out)
     if target.is_dir():
-        target = target / f"{name}{'-portable' if portable else ''}.onnx"
+        target = target / f"{card.name}{'-portable' if portable else ''}.onnx"
     if not target.parent.is_dir():
         raise ZooError(f"cannot write {target}: the folder {target.parent} does not exist; create it first.")
     data = self_contained(folder / graph)
@@ -264,10 +267,15 @@ def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) ->
     return target
 
 
-def load(name: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> Model:
+def load(name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
+         registry_only: bool = False) -> Model:
     """Load model `name` (see `zoo.list()`) on "auto" (CUDA when it works, else CPU), "cpu" or "cuda".
+
+    `name` may be a model folder of your own (a card and the files it lists): an existing folder or an
+    argument with a path separator; `registry_only` refuses that (servers). A model the package does not
+    embed is downloaded on first use (`zoo.hub`).
 
     `threads`: onnxruntime's threads (0: one per physical core). `spinning`: its threads keep spinning between
     runs, which answers back-to-back calls sooner; a server, whose event loop shares the cores, wants False.
     """
-    return Model(name, device=device, threads=threads, spinning=spinning)
+    return Model(name, device=device, threads=threads, spinning=spinning, registry_only=registry_only)

@@ -47,7 +47,7 @@ class Predictor:
     """
 
     def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
-        self.model = load(name, device=device, threads=threads)
+        self.model = load(name, device=device, threads=threads, registry_only=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = list(self.model.predict_each(self._items(batch)))
@@ -91,7 +91,8 @@ class ZooDeployment:
 
     def model(self, name: str) -> Model:
         if name not in self.models:
-            self.models[name] = load(name, device=self.device, threads=self.threads, spinning=False)
+            self.models[name] = load(name, device=self.device, threads=self.threads, spinning=False,
+                                     registry_only=True)
         return self.models[name]
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:

@@ -28,11 +28,10 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import card as read_card
 from .errors import ImageError, UnknownModelError, ZooError
 from .model import Model, Prediction, concatenated, load
 from .preprocess import ImageInput
-from .registry import list_models
+from .registry import list_models, read_card
 
 MAX_IMAGES = 64
 #: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
@@ -141,7 +140,7 @@ class LocalModels:
 
     def model(self, name: str) -> Model:
         if name not in self.batchers:
-            self.batchers[name] = Batcher(load(name, device=self.device, spinning=False))
+            self.batchers[name] = Batcher(load(name, device=self.device, spinning=False, registry_only=True))
         return self.batchers[name].model
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:

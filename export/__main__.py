@@ -148,14 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         release(argv[1:])
     elif argv[:1] == ["triton"]:
         triton(argv[1:])
-    elif argv[:1] == ["quantize"]:
-        quantize(argv[1:])
-    elif argv[:1] == ["share"]:
-        share(argv[1:])
-    elif argv[:1] == ["restamp"]:
-        restamp(argv[1:])
     else:
-        export(argv)
+        commands = {"quantize": quantize, "share": share, "restamp": restamp}
+        if argv[:1] and argv[0] in commands:
+            commands[argv[0]](argv[1:])
+        else:
+            export(argv)
+        from .release import write_index
+
+        write_index()  # the package's index follows its models' files
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from zoo.card import License
 from zoo.files import PORTABLE_GRAPH_FILE
 from zoo.runtime import file_entry
 
+from .release import write_index
+
 
 def _pct(value: float | None) -> str:
     return f"{value:.2%}" if isinstance(value, (int, float)) else "–"
@@ -395,6 +397,7 @@ if __name__ == "__main__":
         for name in zoo.list():
             refresh_readme(PACKAGE_MODELS / name)
             print(f"{name}: README.md re-rendered from card.json")
+        write_index()  # the READMEs' hashes changed
     else:
         for table in (model_table(), robustness_table(), carplane_table()):
             if table:

@@ -170,13 +170,13 @@ def _download(name: str, relative: str, meta: dict[str, Any], url: str, destinat
             store.fetch(destination.name, downloader=downloader)
     except ValueError as exc:  # pooch: the bytes do not have the pinned sha256 (its message gives both)
         raise DownloadError(
-            f"{url} sent model {name!r}'s {relative} with the wrong content, {RETRIES + 1} times: {exc} "
+            f"{url} sent {relative} of model {name!r} with the wrong content, {RETRIES + 1} times: {exc} "
             f"Nothing was kept. The mirror at {models_url()} is damaged or serves another release; fix it or set "
             f"{MODELS_URL_ENV} to another."
         ) from None
     except (requests.RequestException, OSError) as exc:
         raise DownloadError(
-            f"cannot fetch model {name!r}'s {relative} from {url} after {RETRIES + 1} attempts "
+            f"cannot fetch {relative} of model {name!r} from {url} after {RETRIES + 1} attempts "
             f"({type(exc).__name__}: {exc}). Check the connection and proxy settings (HTTPS_PROXY), set "
             f"{MODELS_URL_ENV} to a mirror, or on another machine run `zoo download {name} --to DIR` and set "
             f"{MODELS_URL_ENV}=DIR here."
@@ -216,7 +216,8 @@ class ResumingDownloader:
             if check_only:
                 return path.is_file()
             if not path.is_file():
-                raise OSError(f"{path} does not exist")
+                raise DownloadError(f"{path} does not exist: that mirror does not have {self.label} of this release. "
+                                    f"Set {MODELS_URL_ENV} to one that does (`zoo download --all --to DIR`).")
             shutil.copyfile(path, output_file)
         return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .card import InputSpec, ModelCard
+from .card import InputSpec, License, ModelCard
 from .errors import DeviceError, ImageError, ModelFileError, UnknownModelError, ZooError
 from .model import Model, Prediction, load, save_onnx
 from .registry import list_models as list
@@ -24,6 +24,7 @@ __all__ = [
     "EXAMPLES",
     "ImageError",
     "InputSpec",
+    "License",
     "Model",
     "ModelCard",
     "ModelFileError",

@@ -117,6 +117,23 @@ def test_predict_a_pair_with_the_changer():
     text = run("predict", "changer", *map(str, PAIR), "--top", "2")
     assert text.returncode == 0
     assert text.stdout.startswith("displacement+rotation") and "params:" in text.stdout
+    assert "refined by aligning the views" in text.stdout
+
+
+@changer_only
+def test_no_refine_gives_the_networks_estimate(capsys):
+    """By default the changer's params are refined (`refined`, `alignment_score`); --no-refine prints the
+    network's output alone, exactly as predict(refine=False) gives it."""
+    model = zoo.load("changer", device="cpu")
+    assert zoo.cli.main(["predict", "changer", *map(str, PAIR), "--json", "--device", "cpu"]) == 0
+    refined = json.loads(capsys.readouterr().out)
+    assert refined["refined"] is True and refined["alignment_score"] > 0.99
+    assert abs(refined["params"]["angle"] - 20) < 0.1  # the example pair's true change: +20°
+    assert zoo.cli.main(["predict", "changer", *map(str, PAIR), "--json", "--device", "cpu", "--no-refine"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert "refined" not in plain and "alignment_score" not in plain
+    assert {k: v for k, v in plain.items() if k not in ("model", "device")} \
+        == json.loads(json.dumps(model.predict(*PAIR, refine=False).to_dict()))
 
 
 @changer_only

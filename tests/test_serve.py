@@ -97,6 +97,18 @@ def test_predictions_equal_zoos(url):
     assert answer == [zoo.load("changer", device="cpu").predict(*PAIR).to_dict()]
 
 
+def test_the_refine_field_turns_the_changers_alignment_off(url):
+    pair = files("a", PAIR[:1]) + files("b", PAIR[1:])
+    model = zoo.load("changer", device="cpu")
+    refined = httpx.post(f"{url}/v1/models/changer/predict", files=pair).json()["predictions"][0]
+    assert refined["refined"] is True and refined["alignment_score"] > 0.99
+    for how in ({"data": {"refine": "false"}}, {"params": {"refine": "0"}}):
+        plain = httpx.post(f"{url}/v1/models/changer/predict", files=pair, **how).json()["predictions"]
+        assert plain == [model.predict(*PAIR, refine=False).to_dict()]
+    bad = httpx.post(f"{url}/v1/models/changer/predict", files=pair, data={"refine": "maybe"})
+    assert bad.status_code == 400 and "refine" in bad.json()["detail"]
+
+
 def test_sixteen_concurrent_clients_get_zoos_answers(url):
     expected = {path.name: zoo.load("cnn", device="cpu").predict(path).to_dict() for path in EXAMPLES}
 

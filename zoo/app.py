@@ -189,19 +189,28 @@ def classify(models: list[zoo.Model], views: dict[str, SamplingView], img: str |
     return outputs
 
 
+def described(p: dict[str, float]) -> str:
+    return f"shift ({p['shift_x']:+.4f}, {p['shift_y']:+.4f}) of the side · angle {p['angle']:+.2f}° · scale {p['scale']:.4f}"
+
+
 def detect_change(model: zoo.Model, img_a: str | None, img_b: str | None) -> list[Any]:
-    """The predicted change, the three change probabilities, the parameters, and A warped by them beside B."""
+    """The predicted change, the three change probabilities, both estimates (refined by aligning the views,
+    and the network's), and A warped by the refined estimate beside B."""
     if img_a is None or img_b is None:
         raise gr.Error("Give both images, A and B.")
     with shown_in_page():
         prediction, latency = timed(model, img_a, img_b)
-        feeds = model.prepare_batch([(img_a, img_b)])
+        feeds = model.prepare_batch([(img_a, img_b)], refine=False)
+        network = model.predict_prepared(feeds)[0]
     view_a, view_b = (feeds[spec.name][0] for spec in model.card.inputs)
     p = prediction.params
     warped = warp_like_b(view_a, p["shift_x"], p["shift_y"], p["angle"], p["scale"])
     difference = np.abs(warped.astype(int) - view_b.astype(int)).astype(np.uint8)
-    params = (f"shift ({p['shift_x']:+.3f}, {p['shift_y']:+.3f}) of the side · angle {p['angle']:+.1f}° · "
-              f"scale {p['scale']:.3f}")
+    if prediction.refined:
+        first = f"refined (alignment score {prediction.alignment_score:.4f}): {described(p)}"
+    else:
+        first = f"the network's (the alignment did not hold, score {prediction.alignment_score:.4f}): {described(p)}"
+    params = f"{first}\nnetwork alone: {described(network.params)} ({network.label})"
     strip = Image.fromarray(np.concatenate([warped, view_b, difference], axis=1))
     strip = strip.resize((strip.width * 3, strip.height * 3), Image.Resampling.NEAREST)
     return [prediction.probs, prediction.changes, params, strip, latency]
@@ -269,8 +278,9 @@ def changer_tab(group: str, model: zoo.Model) -> None:
         probs = gr.Label(num_top_classes=8, label=f"Change class ({accuracy_title(model)})", elem_id=f"{group}-class")
         changes = gr.Label(num_top_classes=3, label="Each change (independent probabilities)", show_heading=False,
                            elem_id=f"{group}-changes")
-    params = gr.Textbox(label="Estimated parameters", elem_id=f"{group}-params")
-    strip = gr.Image(label="A warped by the estimate (black: outside A) | B | difference", interactive=False,
+    params = gr.Textbox(label="Estimated parameters: refined by aligning the views, and the network's", lines=2,
+                        elem_id=f"{group}-params")
+    strip = gr.Image(label="A warped by the refined estimate (black: outside A) | B | difference", interactive=False,
                      format="png", elem_id=f"{group}-strip")
     latency = gr.Markdown(label="provider · latency", elem_id=f"{group}-latency")
     button.click(partial(detect_change, model), [image_a, image_b],

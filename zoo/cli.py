@@ -6,13 +6,14 @@ import glob
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import batch
 from . import card
 from .batch import BatchError
 from .errors import ZooError
-from .model import Prediction, load, save_onnx
+from .model import Model, Prediction, load, save_onnx
 from . import hub, registry
 from .registry import list_models, models_root
 from .release import DISTRIBUTION
@@ -59,6 +60,9 @@ def describe(prediction: Prediction, top: int) -> str:
         lines.append("changes: " + ", ".join(f"{name} {p:.4f}" for name, p in prediction.changes.items()))
     if prediction.params is not None:
         lines.append("params:  " + ", ".join(f"{name} {value:+.4f}" for name, value in prediction.params.items()))
+    if prediction.refined is not None:
+        how = "refined by aligning the views" if prediction.refined else "the network's (the alignment did not hold)"
+        lines.append(f"params are {how}; alignment score {prediction.alignment_score:.4f}")
     return "\n".join(lines)
 
 
@@ -73,8 +77,23 @@ def many_inputs(paths: list[str], n_inputs: int) -> bool:
     return (len(paths) == 1 and paths[0].lower().endswith(".csv")) or any(map(pattern, paths))
 
 
+class _CsvColumnsOnly:
+    """`model` for a CSV --out whose columns (batch.CSV_COLUMNS) lack the changer's refinement fields: its
+    predictions without them, so the rows fit the columns."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.model, name)
+
+    def predict_each(self, items):  # noqa: ANN001, ANN201 - as Model.predict_each
+        for result in self.model.predict_each(items):
+            yield replace(result, refined=None, alignment_score=None) if isinstance(result, Prediction) else result
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    model = load(args.name, device=args.device)
+    model = load(args.name, device=args.device, refine=not args.no_refine)
     n_inputs = len(model.card.inputs)
     if args.out or args.resume or many_inputs(args.images, n_inputs):
         if args.resume and not args.out:
@@ -86,7 +105,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             raise BatchError(f"model {args.name!r} takes {n_inputs} images: give them as A B, or many pairs as a "
                              "two-column CSV file (a, b).")
-        progress = batch.run(model, items, args.out, args.resume)
+        unlisted = {"refined", "alignment_score"} - set(batch.CSV_COLUMNS)
+        csv_out = args.out is not None and args.out.suffix.lower() == ".csv"
+        progress = batch.run(_CsvColumnsOnly(model) if csv_out and unlisted else model,  # type: ignore[arg-type]
+                             items, args.out, args.resume)
         return 0 if progress.failed == 0 else EXIT_ERROR
     prediction = model.predict(*args.images)
     if args.json:
@@ -205,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     info.set_defaults(run=cmd_info)
     predict = sub.add_parser(
         "predict", help="predict images: one file, or files, folders and globs (the changer: A B, or a CSV of pairs)",
-        usage="zoo predict [-h] [--json] [--top N] [--device {auto,cpu,cuda}] [--out FILE [--resume]] NAME PATH [PATH ...]",
+        usage="zoo predict [-h] [--json] [--top N] [--device {auto,cpu,cuda}] [--no-refine] [--out FILE [--resume]] "
+              "NAME PATH [PATH ...]",
         description="One image (the changer: A B) prints its prediction. Several paths, a folder (searched "
                     "recursively), a glob, or the changer's two-column CSV of pairs predict every image: one row "
                     "each (path, label, score, probs; or path and error) as JSON lines on stdout or in --out, "
@@ -217,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
     predict.add_argument("--top", type=positive, default=5, metavar="N", help="how many labels to show (default 5)")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    predict.add_argument("--no-refine", action="store_true",
+                         help="the changer: the network's estimate alone, without refining it by aligning the views")
     predict.set_defaults(run=cmd_predict)
     export = sub.add_parser("export-onnx", help="write a model as one self-contained ONNX file, for any runtime",
                             description="Write model NAME as one ONNX file with its weights inside and its labels, "

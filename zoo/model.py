@@ -7,17 +7,18 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from . import align
 from .card import ModelCard
 from .errors import ImageError, ModelFileError, ZooError
 from .onnxfile import self_contained
-from .preprocess import ImageInput, prepare
+from .preprocess import ImageInput, fit_to_input, load_image, prepare
 from .registry import check_name, is_path, model_dir, model_folder
 from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
 from .runtime import create_session, onnx_metadata, verify_card, verify_files
@@ -29,6 +30,8 @@ CHUNK = 64
 DECODE_THREADS = int(os.environ.get("ZOO_DECODE_THREADS", 0)) or os.cpu_count() or 1
 #: Per-item decode time from which images are decoded in parallel; below it Python's own work dominates.
 PARALLEL_DECODE_S = 0.001
+#: The feed that carries each pair's working views (or None: not refined) beside the graph's inputs.
+VIEWS = "zoo:align-views"
 T = TypeVar("T")
 
 
@@ -41,6 +44,13 @@ class Prediction:
     probs: dict[str, float]
     changes: dict[str, float] | None = None
     params: dict[str, float] | None = None
+    #: The changer, refining (the default): whether `params` (and the label) come from aligning the views
+    #: directly (`zoo.align`); False where the alignment failed and the network's estimate stands.
+    #: None when no refinement was asked for.
+    refined: bool | None = None
+    #: The alignment's score of the `params` returned: the normalised cross-correlation of A and B aligned
+    #: by them, over their overlap (1 is a perfect fit). None when no refinement was asked for.
+    alignment_score: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {"label": self.label, "score": self.score, "probs": self.probs}
@@ -48,6 +58,10 @@ class Prediction:
             out["changes"] = self.changes
         if self.params is not None:
             out["params"] = self.params
+        if self.refined is not None:
+            out["refined"] = self.refined
+        if self.alignment_score is not None:
+            out["alignment_score"] = self.alignment_score
         return out
 
 
@@ -86,14 +100,32 @@ POSTPROCESS: dict[str, Callable[[ModelCard, dict[str, np.ndarray]], list[Predict
     "image-classification": _classification,
     "change-detection": _change_detection,
 }
+#: Tasks whose predictions `zoo.align` refines (unless refine=False).
+REFINED_TASKS = ("change-detection",)
+
+
+def refined(card: ModelCard, prediction: Prediction, views: tuple[np.ndarray, np.ndarray]) -> Prediction:
+    """`prediction` with its parameters refined by aligning the views; the label follows the refined
+    parameters (`zoo.align.label_from_params`) and the score is the network's probability of that label.
+    Where the alignment fails, the network's estimate stands (refined=False)."""
+    assert prediction.params is not None
+    fit = align.align(views[0], views[1], prediction.params)
+    if not fit.refined:
+        return replace(prediction, refined=False, alignment_score=fit.score)
+    label = align.label_from_params(fit.params, card.changes)
+    return replace(prediction, label=label, score=prediction.probs[label], params=fit.params, refined=True,
+                   alignment_score=fit.score)
 
 
 class Model:
     """A shipped model, loaded with its card, its files verified, on the chosen device."""
 
     def __init__(self, name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
-                 registry_only: bool = False) -> None:
+                 registry_only: bool = False, refine: bool = True) -> None:
         self.folder, self.card = verified(check_name(name) if registry_only else name)
+        #: Whether the changer's estimates are refined by aligning the views (`zoo.align`); each predict
+        #: call may override it with its own `refine`.
+        self.refine = refine
         self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
                                                    self.card.session_config, spinning)
         if self.card.task not in POSTPROCESS:
@@ -117,16 +149,21 @@ class Model:
     def __repr__(self) -> str:
         return f"Model({self.name!r}, task={self.card.task!r}, device={self.device!r})"
 
-    def predict(self, *images: ImageInput) -> Prediction:
-        """Predict one input: one image, or as many images as the model has inputs (the changer: two)."""
+    def predict(self, *images: ImageInput, refine: bool | None = None) -> Prediction:
+        """Predict one input: one image, or as many images as the model has inputs (the changer: two).
+
+        `refine` (the changer; default: the model's, True unless loaded with refine=False): refine the
+        network's parameters by aligning the two views directly (`zoo.align`); False gives the network's
+        output alone."""
         if len(images) != len(self.card.inputs):
             raise ImageError(
                 f"model {self.name!r} takes {len(self.card.inputs)} image(s) "
                 f"({', '.join(s.name for s in self.card.inputs)}), got {len(images)}."
             )
-        return self.predict_prepared(self.prepare_batch([images if len(images) != 1 else images[0]]))[0]
+        return self.predict_prepared(self.prepare_batch([images if len(images) != 1 else images[0]], refine))[0]
 
-    def predict_batch(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> list[Prediction]:
+    def predict_batch(self, items: Iterable[ImageInput | Sequence[ImageInput]],
+                      refine: bool | None = None) -> list[Prediction]:
         """Predict many inputs, batched through the session `CHUNK` at a time; the first bad input raises its
         ZooError. Images are decoded on worker threads, a chunk ahead of the session."""
         if isinstance(items, (str, bytes, bytearray, os.PathLike, Image.Image)) or not isinstance(items, Iterable):
@@ -134,7 +171,7 @@ class Model:
                 f"predict_batch takes a list of inputs, not a {type(items).__name__}; use predict() for one input."
             )
         results: list[Prediction] = []
-        for chunk in self._prepared_chunks(iter(items)):
+        for chunk in self._prepared_chunks(iter(items), refine):
             for prepared in chunk:
                 if isinstance(prepared, ZooError):
                     raise prepared
@@ -143,19 +180,27 @@ class Model:
 
     def predict_prepared(self, feeds: dict[str, np.ndarray]) -> list[Prediction]:
         """Predictions for feeds `prepare_batch` made (several requests' feeds may be concatenated), in one run."""
+        views = feeds.get(VIEWS)
+        if views is not None:
+            feeds = {name: feed for name, feed in feeds.items() if name != VIEWS}
         outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), feeds)))
-        return self._postprocess(self.card, outputs)
+        predictions = self._postprocess(self.card, outputs)
+        if views is None:
+            return predictions
+        return [prediction if pair is None else refined(self.card, prediction, pair)
+                for prediction, pair in zip(predictions, views)]
 
-    def predict_each(self, items: Iterable[ImageInput | Sequence[ImageInput]]) -> Iterator[Prediction | ZooError]:
+    def predict_each(self, items: Iterable[ImageInput | Sequence[ImageInput]],
+                     refine: bool | None = None) -> Iterator[Prediction | ZooError]:
         """Predict a stream of inputs, `CHUNK` per onnxruntime run, yielding one result per input in order: its
         Prediction, or the ZooError it raised (one unreadable input does not stop the others). At most two
         chunks are held (one decoding, one running), so memory stays flat however long the stream."""
-        for chunk in self._prepared_chunks(iter(items)):
+        for chunk in self._prepared_chunks(iter(items), refine):
             feeds = [prepared for prepared in chunk if not isinstance(prepared, ZooError)]
             predictions = iter(self.predict_prepared(concatenated(feeds)) if feeds else [])
             yield from (prepared if isinstance(prepared, ZooError) else next(predictions) for prepared in chunk)
 
-    def _prepared_chunks(self, items: Iterator[ImageInput | Sequence[ImageInput]]
+    def _prepared_chunks(self, items: Iterator[ImageInput | Sequence[ImageInput]], refine: bool | None = None
                          ) -> Iterator[list[dict[str, np.ndarray] | ZooError]]:
         """`items` prepared in chunks of `CHUNK` (each item's feeds, or its ZooError). The next chunk decodes on
         the worker threads while the caller runs the one yielded."""
@@ -167,7 +212,7 @@ class Model:
                 # Images that decode in under PARALLEL_DECODE_S spend it mostly in Python, holding the GIL:
                 # threads would only contend, so one thread decodes the whole chunk beside the session.
                 size = 1 if self._decode_seconds >= PARALLEL_DECODE_S else len(chunk)
-                ahead.append([pool.submit(self._prepare_slice, chunk[k:k + size], start + k)
+                ahead.append([pool.submit(self._prepare_slice, chunk[k:k + size], start + k, refine)
                               for k in range(0, len(chunk), size)])
                 start += len(chunk)
                 if len(ahead) == 2:
@@ -186,25 +231,37 @@ class Model:
             return self._pool
 
     def _prepare_slice(self, items: Sequence[ImageInput | Sequence[ImageInput]],
-                       start: int) -> list[dict[str, np.ndarray] | ZooError]:
+                       start: int, refine: bool | None = None) -> list[dict[str, np.ndarray] | ZooError]:
         began = time.perf_counter()
         prepared: list[dict[str, np.ndarray] | ZooError] = []
         for index, item in enumerate(items, start):
             try:
-                prepared.append(self._prepare_item(item, index))
+                prepared.append(self._prepare_item(item, index, refine))
             except ZooError as exc:
                 prepared.append(exc)
         self._decode_seconds = (time.perf_counter() - began) / len(items)
         return prepared
 
-    def _prepare_item(self, item: ImageInput | Sequence[ImageInput], index: int) -> dict[str, np.ndarray]:
+    def _prepare_item(self, item: ImageInput | Sequence[ImageInput], index: int,
+                      refine: bool | None = None) -> dict[str, np.ndarray]:
         images = self._split(item, len(self.card.inputs), index)
-        return {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
-                for spec, image in zip(self.card.inputs, images)}
+        if self.card.task not in REFINED_TASKS:
+            return {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
+                    for spec, image in zip(self.card.inputs, images)}
+        # As `prepare` does, keeping the decoded images for the alignment's working views.
+        decoded = [load_image(image, (spec.height, spec.width)) for spec, image in zip(self.card.inputs, images)]
+        feeds = {spec.name: fit_to_input(image, spec.height, spec.width, spec.resize)[None]
+                 for spec, image in zip(self.card.inputs, decoded)}
+        feeds[VIEWS] = np.empty(1, dtype=object)
+        if self.refine if refine is None else refine:
+            feeds[VIEWS][0] = align.working_views(*decoded)
+        return feeds
 
-    def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]]) -> dict[str, np.ndarray]:
-        """The graph's input feeds (uint8 NHWC per input) for `items`, decoded on the calling thread."""
-        return concatenated([self._prepare_item(item, index) for index, item in enumerate(items)])
+    def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]],
+                      refine: bool | None = None) -> dict[str, np.ndarray]:
+        """The graph's input feeds (uint8 NHWC per input) for `items`, decoded on the calling thread; for the
+        changer also `VIEWS`, each pair's working views for the alignment (None where `refine` is off)."""
+        return concatenated([self._prepare_item(item, index, refine) for index, item in enumerate(items)])
 
     def _split(self, item: object, n_inputs: int, index: int) -> tuple[ImageInput, ...]:
         if n_inputs == 1:
@@ -268,7 +325,7 @@ def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) ->
 
 
 def load(name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
-         registry_only: bool = False) -> Model:
+         registry_only: bool = False, refine: bool = True) -> Model:
     """Load model `name` (see `zoo.list()`) on "auto" (CUDA when it works, else CPU), "cpu" or "cuda".
 
     `name` may be a model folder of your own (a card and the files it lists): an existing folder or an
@@ -277,5 +334,9 @@ def load(name: str | os.PathLike[str], device: str = "auto", threads: int = 0, s
 
     `threads`: onnxruntime's threads (0: one per physical core). `spinning`: its threads keep spinning between
     runs, which answers back-to-back calls sooner; a server, whose event loop shares the cores, wants False.
+
+    `refine` (the changer): refine the network's parameters by aligning the two views (`zoo.align`), the
+    default; False gives the network's output alone. Each predict call may override it.
     """
-    return Model(name, device=device, threads=threads, spinning=spinning, registry_only=registry_only)
+    return Model(name, device=device, threads=threads, spinning=spinning, registry_only=registry_only,
+                 refine=refine)

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from .errors import ZooError
-from .model import Model, Prediction, load
+from .model import REFINED_TASKS, Model, Prediction, load
 from .preprocess import ImageInput
 from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, loopback, prepared, run_together
 
@@ -43,11 +43,12 @@ class Predictor:
     unreadable image gives its message and an empty label, and the job goes on), and for the changer one
     `change_<name>` and `param_<name>` column per change and parameter. The images are read from an `image`
     column (arrays) or a `bytes` column (encoded files); the changer's pairs from `a` and `b` columns (bytes,
-    arrays or paths). Every other column is passed through.
+    arrays or paths). Every other column is passed through. The changer refines its parameters by aligning
+    the views (`refined` and `alignment_score` columns) unless `refine=False` is among the kwargs.
     """
 
-    def __init__(self, name: str, device: str = "auto", threads: int = 0) -> None:
-        self.model = load(name, device=device, threads=threads, registry_only=True)
+    def __init__(self, name: str, device: str = "auto", threads: int = 0, refine: bool = True) -> None:
+        self.model = load(name, device=device, threads=threads, registry_only=True, refine=refine)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = list(self.model.predict_each(self._items(batch)))
@@ -61,6 +62,10 @@ class Predictor:
             for key in names:
                 out[f"{prefix}_{key}"] = np.array(
                     [getattr(r, field)[key] if isinstance(r, Prediction) else np.nan for r in results])
+        if card.task in REFINED_TASKS and self.model.refine:
+            out["refined"] = np.array([bool(r.refined) if isinstance(r, Prediction) else False for r in results])
+            out["alignment_score"] = np.array(
+                [r.alignment_score if isinstance(r, Prediction) else np.nan for r in results])
         return out
 
     def _items(self, batch: dict[str, np.ndarray]) -> list[ImageInput | tuple[ImageInput, ...]]:
@@ -95,8 +100,9 @@ class ZooDeployment:
                                      registry_only=True)
         return self.models[name]
 
-    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
-        feeds = await prepared(self.model(name), items)
+    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]],
+                      refine: bool = True) -> list[Prediction]:
+        feeds = await prepared(self.model(name), items, refine)
         return await self._batched((name, feeds))
 
     @serve.batch(max_batch_size=MAX_IMAGES, batch_wait_timeout_s=BATCH_WAIT,

@@ -6,6 +6,8 @@
     POST /v1/models/{name}/predict     multipart: `image` (repeated, up to MAX_IMAGES), or `a` and `b` for the
                                        changer; answers {"predictions": [...]}, one per image or pair, with the
                                        fields of `zoo predict --json` (label, score, probs; changes and params)
+                                       and, for the changer, `refined` and `alignment_score`; a form field or
+                                       query parameter `refine=false` gives the network's estimate alone
 
 Each request's images are decoded and checked on a worker thread (a bad one answers 4xx with zoo's message);
 then the requests waiting for a model are run as one onnxruntime batch (up to MAX_IMAGES inputs, gathered for
@@ -57,9 +59,10 @@ class Backend(Protocol):
     def model(self, name: str) -> Model:
         """Model `name`, loaded once (UnknownModelError when there is none)."""
 
-    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
+    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]],
+                      refine: bool = True) -> list[Prediction]:
         """Predictions for one request's inputs, decoded off the event loop and run in one batch with other
-        requests for the same model."""
+        requests for the same model; `refine`: the changer's alignment (`Model.predict`)."""
 
 
 def run_together(model: Model, requests: Sequence[dict[str, np.ndarray]]) -> list[list[Prediction]]:
@@ -86,12 +89,12 @@ class Batcher:
         self.worker: asyncio.Task | None = None
         self.decoding = 0  # requests whose images are being decoded: they will join the queue soon
 
-    async def predict(self, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
+    async def predict(self, items: list[ImageInput | tuple[ImageInput, ...]], refine: bool = True) -> list[Prediction]:
         if self.worker is None:
             self.worker = asyncio.create_task(self.run())
         self.decoding += 1
         try:
-            feeds = await prepared(self.model, items)
+            feeds = await prepared(self.model, items, refine)
         finally:
             self.decoding -= 1
         pending = Pending(feeds, len(items))
@@ -122,13 +125,14 @@ class Batcher:
                 pending.done.set_result(answer)
 
 
-async def prepared(model: Model, items: list[ImageInput | tuple[ImageInput, ...]]) -> dict[str, np.ndarray]:
-    """`model.prepare_batch(items)`: small uploads on the event loop (a thread hand-off costs more than they
+async def prepared(model: Model, items: list[ImageInput | tuple[ImageInput, ...]],
+                   refine: bool = True) -> dict[str, np.ndarray]:
+    """`model.prepare_batch(items, refine)`: small uploads on the event loop (a thread hand-off costs more than they
     take, and threads decoding many of them contend for the GIL), larger ones on a worker thread."""
     if sum(len(image) for item in items for image in (item if isinstance(item, tuple) else (item,))) \
             <= INLINE_DECODE_BYTES:
-        return model.prepare_batch(items)
-    return await asyncio.to_thread(model.prepare_batch, items)
+        return model.prepare_batch(items, refine)
+    return await asyncio.to_thread(model.prepare_batch, items, refine)
 
 
 class LocalModels:
@@ -143,9 +147,10 @@ class LocalModels:
             self.batchers[name] = Batcher(load(name, device=self.device, spinning=False, registry_only=True))
         return self.batchers[name].model
 
-    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]]) -> list[Prediction]:
+    async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]],
+                      refine: bool = True) -> list[Prediction]:
         self.model(name)
-        return await self.batchers[name].predict(items)
+        return await self.batchers[name].predict(items, refine)
 
 
 class Guard:
@@ -206,7 +211,8 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> JSONResponse:
         items = await uploaded_items(request, len(models_here.model(name).card.inputs))
-        return JSONResponse({"predictions": [p.to_dict() for p in await models_here.predict(name, items)]})
+        refine = await refine_field(request)
+        return JSONResponse({"predictions": [p.to_dict() for p in await models_here.predict(name, items, refine)]})
 
     return app
 
@@ -232,6 +238,20 @@ async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[
     if counts.pop() > MAX_IMAGES:
         raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.")
     return columns[0] if n_inputs == 1 else list(zip(*columns))
+
+
+#: How the `refine` field (form or query) may say yes or no.
+YES, NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+async def refine_field(request: Request) -> bool:
+    """The request's `refine` field, a form field or a query parameter (default true): the changer refines its
+    estimate by aligning the views unless it is false."""
+    form = await request.form()  # already parsed by uploaded_items; starlette keeps it
+    value = form.get("refine", request.query_params.get("refine", "true"))
+    if not isinstance(value, str) or value.strip().lower() not in YES + NO:
+        raise HTTPException(400, f"field 'refine' must be true or false, got {value!r}.")
+    return value.strip().lower() in YES
 
 
 def loopback(host: str) -> bool:

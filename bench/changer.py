@@ -1,0 +1,145 @@
+"""python -m bench.changer --data DIR [--pairs N] [--large N] [--json FILE]: the changer's network alone against its
+estimate refined by aligning the views (`zoo.align`), on the same held-out test pairs, in one run.
+
+The pairs are the project's test pairs: training/pairs.py's generator (all 8 classes, brightness/contrast
+jitter, noise and JPEG re-encoding on B) over CIFAR-10's test split and the Caltech-101 subset's test
+bucket, half from each, seeded as training/train_changer.py seeds its test pairs. Reported for both: median
+and p90 of the angle error (degrees), the shift error (fraction of the side) and |log scale| error (over the pairs
+where that change is present, as the card's test metrics; also over all pairs), label accuracy overall and per class, and the cost per pair (64×64 pairs, and 12-megapixel JPEG pairs).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import zoo
+from zoo import align
+from zoo.geometry import pair_from_photo
+
+from .data import TWELVE_MEGAPIXELS, add_data_option, caltech_test_bucket, data_folder
+
+#: training/train_changer.py makes its test pairs with seed [recipe seed + 2, source index]; the seed is 0.
+TEST_SEED = 2
+
+
+def errors(params: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Per pair: angle error (degrees, wrapped), shift error (fraction of the side), |log scale| error."""
+    angle = np.abs((params[:, 2] - truth[:, 2] + 180) % 360 - 180)
+    shift = np.hypot(params[:, 0] - truth[:, 0], params[:, 1] - truth[:, 1])
+    log_scale = np.abs(np.log(params[:, 3]) - np.log(truth[:, 3]))
+    return {"angle_deg": angle, "shift": shift, "log_scale": log_scale}
+
+
+def summary(predictions: list[zoo.Prediction], truth: np.ndarray, labels: np.ndarray,
+            names: tuple[str, ...]) -> dict[str, object]:
+    """Errors over the pairs where that change is present (as the card's test metrics), and over all pairs."""
+    params = np.array([[p.params[k] for k in ("shift_x", "shift_y", "angle", "scale")] for p in predictions])
+    predicted = np.array([names.index(p.label) for p in predictions])
+    present = np.stack([np.hypot(truth[:, 0], truth[:, 1]) > 0, truth[:, 2] != 0, truth[:, 3] != 1], axis=1)
+    out: dict[str, object] = {}
+    column = {"shift": 0, "angle_deg": 1, "log_scale": 2}
+    for key, values in errors(params, truth).items():
+        out[f"median_{key}_error"] = float(np.median(values[present[:, column[key]]]))
+        out[f"p90_{key}_error"] = float(np.percentile(values[present[:, column[key]]], 90))
+    for key, values in errors(params, truth).items():
+        out[f"median_{key}_error_all_pairs"] = float(np.median(values))
+        out[f"p90_{key}_error_all_pairs"] = float(np.percentile(values, 90))
+    correct = predicted == labels
+    out["label_accuracy"] = float(correct.mean())
+    out["per_class_accuracy"] = {name: float(correct[labels == k].mean()) for k, name in enumerate(names)}
+    out["worst_class_accuracy"] = min(out["per_class_accuracy"].values())  # type: ignore[type-var]
+    return out
+
+
+def test_pairs(data: Path, pairs: int):
+    from training.changer_data import source_images, source_sets  # noqa: PLC0415 - torch, only here
+    from training.pairs import Pairs, make_pairs  # noqa: PLC0415
+
+    sources = source_images(source_sets(str(data), "test"))
+    return Pairs.concat([make_pairs(images, pairs // len(sources), 64, [TEST_SEED, k])
+                         for k, images in enumerate(sources.values())])
+
+
+def twelve_megapixel_pairs(data: Path, count: int, rng: np.random.Generator) -> list[tuple[bytes, bytes]]:
+    """`count` pairs of 4000×3000 JPEGs (quality 90): the views of a test-bucket photo, cut at 3000 pixels."""
+    out = []
+    for path in caltech_test_bucket(data / "caltech101-subset", count):
+        photo = Image.open(path).convert("RGB").resize((1200, 900), Image.Resampling.BICUBIC)
+        a, b = pair_from_photo(photo, 3000, shift_x=float(rng.uniform(-0.15, 0.15)),
+                               shift_y=float(rng.uniform(-0.15, 0.15)), angle=float(rng.uniform(-25, 25)),
+                               scale=float(rng.uniform(0.8, 1.25)), view_fraction=0.6)
+        encoded = []
+        for view in (a, b):
+            wide = Image.fromarray(view).resize(TWELVE_MEGAPIXELS, Image.Resampling.BILINEAR)
+            buffer = io.BytesIO()
+            wide.save(buffer, "JPEG", quality=90)
+            encoded.append(buffer.getvalue())
+        out.append((encoded[0], encoded[1]))
+    return out
+
+
+def seconds_per_pair(model: zoo.Model, items: list, refine: bool, repeat: int = 1) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        began = time.perf_counter()
+        model.predict_batch(items, refine=refine)
+        best = min(best, time.perf_counter() - began)
+    return best / len(items)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.changer", description=__doc__.split("\n\n")[0])
+    add_data_option(parser)
+    parser.add_argument("--pairs", type=int, default=1600, help="test pairs, half per source (default 1600)")
+    parser.add_argument("--large", type=int, default=4, help="12-megapixel pairs timed (default 4)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    data = data_folder(parser, args)
+    model = zoo.load("changer", device="cpu")
+    pairs = test_pairs(data, args.pairs)
+    items = list(zip(pairs.a, pairs.b))
+    names = model.labels
+    network = model.predict_batch(items, refine=False)
+    refined = model.predict_batch(items, refine=True)
+    result: dict[str, object] = {
+        "pairs": len(items),
+        "data": "training/pairs.py test pairs (seed [2, source]) from CIFAR-10 test + Caltech-101 subset test "
+                "bucket, half each; B with brightness/contrast ±10%, noise σ ≤ 2/255, JPEG quality 70-95",
+        "align_size": align.ALIGN_SIZE,
+        "network": summary(network, pairs.params, pairs.labels, names),
+        "refined": summary(refined, pairs.params, pairs.labels, names),
+        "refined_fraction": float(np.mean([bool(p.refined) for p in refined])),
+    }
+    rng = np.random.default_rng(0)
+    small = items[:200]
+    network_s = seconds_per_pair(model, small, refine=False, repeat=2)
+    refined_s = seconds_per_pair(model, small, refine=True, repeat=2)
+    cost: dict[str, object] = {"pairs_64": {"network_ms": 1000 * network_s, "refined_ms": 1000 * refined_s,
+                                            "alignment_ms": 1000 * (refined_s - network_s)}}
+    if args.large:
+        large = twelve_megapixel_pairs(data, args.large, rng)
+        network_l = seconds_per_pair(model, large, refine=False)
+        refined_l = seconds_per_pair(model, large, refine=True)
+        check = model.predict_batch(large, refine=True)
+        cost["pairs_12mp"] = {"network_ms": 1000 * network_l, "refined_ms": 1000 * refined_l,
+                              "alignment_ms": 1000 * (refined_l - network_l),
+                              "refined_fraction": float(np.mean([bool(p.refined) for p in check]))}
+    result["cost_per_pair"] = cost
+    result["cpu"] = f"{__import__('os').cpu_count()} cores, onnxruntime {__import__('onnxruntime').__version__}"
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

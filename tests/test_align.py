@@ -1,0 +1,110 @@
+"""The changer's refinement by aligning the views (`zoo.align`): known similarities recovered, the fallback on
+unrelated images, views of different sizes, and refine=False giving the network's output unchanged."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from zoo import align
+from zoo.geometry import pair_from_photo
+from zoo.model import _change_detection
+from zoo.preprocess import prepare
+
+pytestmark = pytest.mark.skipif("changer" not in zoo.list(), reason="the changer is not shipped")
+
+PAIR = sorted((zoo.EXAMPLES / "pair").glob("*.jpg"))
+PHOTO = Image.open(PAIR[0]).convert("RGB")
+CHANGES = [
+    {"shift_x": 0.12, "shift_y": -0.07, "angle": 21.0, "scale": 1.0},
+    {"shift_x": 0.0, "shift_y": 0.0, "angle": -17.5, "scale": 1.35},
+    {"shift_x": -0.15, "shift_y": 0.05, "angle": 24.0, "scale": 0.8},
+    {"shift_x": 0.0, "shift_y": 0.0, "angle": 0.0, "scale": 1.0},
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return zoo.load("changer", device="cpu")
+
+
+def angle_error(p, q):
+    return abs((p["angle"] - q["angle"] + 180) % 360 - 180)
+
+
+@pytest.mark.parametrize("truth", CHANGES)
+def test_a_known_similarity_is_recovered(model, truth):
+    a, b = pair_from_photo(PHOTO, 64, **truth)
+    p = model.predict(a, b)
+    assert p.refined is True and p.alignment_score > 0.95
+    assert angle_error(p.params, truth) <= 0.05
+    assert math.hypot(p.params["shift_x"] - truth["shift_x"], p.params["shift_y"] - truth["shift_y"]) <= 0.002
+    assert abs(math.log(p.params["scale"] / truth["scale"])) <= 0.002
+    assert p.label == align.label_from_params(truth)
+    assert p.score == p.probs[p.label]
+    network = model.predict(a, b, refine=False)
+    assert p.changes == network.changes and p.probs == network.probs  # the network's probabilities stay
+
+
+def test_align_starts_from_a_rough_estimate_and_scores_it():
+    truth = CHANGES[0]
+    a, b = pair_from_photo(PHOTO, 128, **truth)
+    rough = {"shift_x": 0.15, "shift_y": -0.04, "angle": 18.0, "scale": 1.05}
+    fit = align.align(*align.working_views(Image.fromarray(a), Image.fromarray(b)), rough)
+    assert fit.refined and fit.score > fit.start_score
+    assert angle_error(fit.params, truth) <= 0.05
+
+
+def test_unrelated_images_fall_back_to_the_network(model):
+    cat = zoo.EXAMPLES / "cifar10" / "cat.jpg"
+    ship = zoo.EXAMPLES / "cifar10" / "ship.jpg"
+    for a, b in ((PAIR[0], cat), (cat, ship)):
+        p = model.predict(a, b)
+        network = model.predict(a, b, refine=False)
+        assert p.refined is False and p.alignment_score < align.MIN_SCORE
+        assert (p.label, p.score, p.params) == (network.label, network.score, network.params)
+        assert p.to_dict()["refined"] is False and "alignment_score" in p.to_dict()
+
+
+def test_views_of_different_sizes(model):
+    """A at 64 pixels, B cut at 240 from the same photo: the convention holds in fractions of each view's side."""
+    truth = CHANGES[2]
+    a, _ = pair_from_photo(PHOTO, 64, **truth)
+    _, b = pair_from_photo(PHOTO, 240, **truth)
+    p = model.predict(a, b)
+    assert p.refined is True
+    assert angle_error(p.params, truth) <= 0.1
+    assert math.hypot(p.params["shift_x"] - truth["shift_x"], p.params["shift_y"] - truth["shift_y"]) <= 0.004
+    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
+    assert views[0].shape == views[1].shape == (64, 64)
+
+
+def test_refine_false_is_the_network_output_byte_for_byte(model):
+    """refine=False (per call, or at load) gives what the graph's outputs give, to the byte of its JSON."""
+    card = zoo.card("changer")
+    pairs = [tuple(PAIR), tuple(reversed(PAIR)), pair_from_photo(PHOTO, 64, **CHANGES[1])]
+    feeds = {spec.name: np.stack([prepare(pair[k], spec.height, spec.width, spec.resize) for pair in pairs])
+             for k, spec in enumerate(card.inputs)}
+    raw = _change_detection(card, dict(zip(card.outputs, model.session.run(list(card.outputs), feeds))))
+    expected = [json.dumps(p.to_dict()) for p in raw]
+    assert [json.dumps(p.to_dict()) for p in model.predict_batch(pairs, refine=False)] == expected
+    assert [json.dumps(model.predict(*pair, refine=False).to_dict()) for pair in pairs] == expected
+    plain = zoo.load("changer", device="cpu", refine=False)
+    assert [json.dumps(p.to_dict()) for p in plain.predict_each(pairs)] == expected
+    assert all(p.refined is None and p.alignment_score is None for p in raw)
+
+
+def test_classifiers_are_not_refined():
+    p = zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "cat.jpg")
+    assert p.refined is None and "refined" not in p.to_dict()
+
+
+def test_labels_from_params_use_half_the_smallest_generated_change():
+    assert align.label_from_params({"shift_x": 0.06, "shift_y": 0.0, "angle": 0.0, "scale": 1.0}) == "displacement"
+    assert align.label_from_params({"shift_x": 0.03, "shift_y": 0.03, "angle": 7.4, "scale": 1.09}) == "unchanged"
+    assert align.label_from_params({"shift_x": 0.0, "shift_y": 0.0, "angle": -8.0, "scale": 0.9}) \
+        == "rotation+scaling"

@@ -1,0 +1,291 @@
+"""Refining the changer's estimate by aligning the two views directly (numpy only).
+
+The changer network reads 64×64 views and estimates the similarity between them to about a degree. Given
+that estimate, `align` fits the four parameters again on the views themselves: Gauss–Newton on the
+grey levels, coarse to fine over three blur levels, with a gain and an offset fitted alongside (so
+brightness and contrast differences do not bias the fit), over the part of A that falls inside B.
+
+Convention (the changer's): a point p of A (pixels from A's centre, x right, y down) shows in B at
+s·R(θ)·p + t, R(θ) = [[cos θ, sin θ], [−sin θ, cos θ]]; t is a fraction of the view's side. A view is
+the centre square of its image (the network's `center-crop`), so A and B may differ in size: both are
+resampled to the same working side, at most ALIGN_SIZE pixels (`working_views`).
+
+In these coordinates the warp is linear in (a, b, tx, ty) = (s·cos θ, s·sin θ, tx, ty):
+    B's point = [[a, b], [−b, a]]·u + t    (u: A's point as a fraction of the side, from the centre).
+
+The fit is accepted (`Alignment.refined`) only where it converged, A and B overlap on at least
+MIN_OVERLAP of A, its score (the normalised cross-correlation of A and the aligned B over that overlap)
+is at least MIN_SCORE, and it is no worse than the starting estimate's score; otherwise the starting
+estimate stands. Use it without the rest of zoo: `refine_pair(path_a, path_b, params)`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: Largest working side, in pixels: views are aligned at min(ALIGN_SIZE, the smaller view's side).
+#: At 128 a 12-megapixel pair costs about what a 128×128 pair does (the decode aside).
+ALIGN_SIZE = 128
+#: Blur levels, coarse to fine, as Gaussian σ in pixels of a 64-pixel side (scaled with the working side).
+BLUR_LEVELS = (4.0, 2.0, 1.0)
+#: Gauss–Newton iterations per level, at most.
+MAX_ITERATIONS = 30
+#: A step smaller than this (in fractions of the side, and in s·cos θ, s·sin θ) ends a level.
+STEP_TOLERANCE = 2e-5
+#: At the finest level, a fit whose steps are still this large after MAX_ITERATIONS has not converged.
+LOOSE_TOLERANCE = 5e-4
+#: Least fraction of A that must fall inside B.
+MIN_OVERLAP = 0.2
+#: Least score (normalised cross-correlation over the overlap) of an accepted fit.
+MIN_SCORE = 0.6
+#: A fit scoring this much less than the starting estimate is worse (below it, the scores' noise).
+SCORE_TOLERANCE = 1e-3
+#: A fit from the starting estimate that scores this well is kept without trying other starts.
+GOOD_SCORE = 0.98
+#: Scales outside this range are not a plausible fit of two views of one scene.
+SCALE_BOUNDS = (0.25, 4.0)
+
+#: Labels from parameters: a change is present when it exceeds half its smallest generated magnitude
+#: (training/pairs.py: |t| ≥ 0.10 of the side, |θ| ≥ 15°, s or 1/s ≥ 1.2).
+SHIFT_THRESHOLD = 0.05
+ANGLE_THRESHOLD = 7.5
+LOG_SCALE_THRESHOLD = math.log(1.2) / 2
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The outcome of `align`: the parameters that stand, whether they are the refined fit, and their score."""
+
+    params: dict[str, float]  # shift_x, shift_y, angle, scale
+    refined: bool  # False: the fit failed or was worse, and `params` are the starting estimate
+    score: float  # normalised cross-correlation of A and the aligned B over their overlap (0 without overlap)
+    start_score: float  # the same score for the starting estimate
+
+
+def changes_present(params: dict[str, float]) -> tuple[bool, bool, bool]:
+    """Whether displacement, rotation and scaling are present in `params` (thresholds above)."""
+    return (math.hypot(params["shift_x"], params["shift_y"]) > SHIFT_THRESHOLD,
+            abs(params["angle"]) > ANGLE_THRESHOLD,
+            abs(math.log(params["scale"])) > LOG_SCALE_THRESHOLD)
+
+
+def label_from_params(params: dict[str, float],
+                      changes: Sequence[str] = ("displacement", "rotation", "scaling")) -> str:
+    """The change class of `params`: the present changes joined by '+', or 'unchanged'."""
+    present = [name for name, on in zip(changes, changes_present(params)) if on]
+    return "+".join(present) or "unchanged"
+
+
+def working_views(image_a: Image.Image, image_b: Image.Image, size: int = ALIGN_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The centre squares of two decoded images as float32 grey levels, both at the same side
+    (min(size, the smaller image side)), antialiased bilinear like the network's input."""
+    side = max(8, min(size, *image_a.size, *image_b.size))
+    return tuple(np.asarray(ImageOps.fit(image.convert("L"), (side, side), method=Image.Resampling.BILINEAR),
+                            dtype=np.float32) for image in (image_a, image_b))  # type: ignore[return-value]
+
+
+def refine_pair(image_a, image_b, params: dict[str, float], size: int = ALIGN_SIZE) -> Alignment:
+    """`align` for two image inputs (paths, bytes, PIL images or arrays, as `zoo.load(...).predict` takes)."""
+    from .preprocess import load_image  # noqa: PLC0415 - decoding lives there
+
+    return align(*working_views(load_image(image_a), load_image(image_b), size), params)
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur, edges replicated."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(image, radius, mode="edge")
+    n_rows, n_cols = image.shape
+    rows = sum(k * padded[:, i:i + n_cols] for i, k in enumerate(kernel))
+    return sum(k * rows[i:i + n_rows, :] for i, k in enumerate(kernel))
+
+
+class _Level:
+    """One blur level: B blurred, its gradients, and A's blurred grey levels at its sample points."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, sigma: float) -> None:
+        n = b.shape[0]
+        self.n = n
+        blurred = _blur(b, sigma)
+        gy, gx = np.gradient(blurred)
+        # Stacked so one gather samples value and gradients: (n·n, 3).
+        self.table = np.stack([blurred, gx, gy], axis=-1).reshape(-1, 3)
+        # A's sample points: every pixel, or every `stride`-th where the blur leaves nothing finer.
+        stride = max(1, int(sigma // 2))
+        ticks = (np.arange(n) + 0.5) / n - 0.5
+        ux, uy = np.meshgrid(ticks[::stride], ticks[::stride])
+        self.ux, self.uy = ux.ravel(), uy.ravel()
+        self.a = _blur(a, sigma)[::stride, ::stride].ravel()
+
+    def positions(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where A's sample points fall in B under `p`, in B's pixels."""
+        a, b, tx, ty = p
+        n = self.n
+        return ((a * self.ux + b * self.uy + tx) * n + (n - 1) / 2,
+                (-b * self.ux + a * self.uy + ty) * n + (n - 1) / 2)
+
+    def inside(self, p: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Which of A's sample points fall inside B under `p`, `margin` pixels from its edge."""
+        px, py = self.positions(p)
+        top = self.n - 1 - margin
+        return (px >= margin) & (px <= top) & (py >= margin) & (py <= top)
+
+    def sample(self, p: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(k, 3): B, ∂B/∂x, ∂B/∂y (pixel units), bilinear, at the points of `mask` (clamped to B)."""
+        n = self.n
+        px, py = self.positions(p)
+        px = np.clip(px[mask], 0, n - 1)
+        py = np.clip(py[mask], 0, n - 1)
+        x0 = np.minimum(px.astype(np.intp), n - 2)
+        y0 = np.minimum(py.astype(np.intp), n - 2)
+        fx, fy = (px - x0)[:, None], (py - y0)[:, None]
+        i = y0 * n + x0
+        t = self.table
+        top = np.take(t, i, axis=0)
+        top += (np.take(t, i + 1, axis=0) - top) * fx
+        bottom = np.take(t, i + n, axis=0)
+        bottom += (np.take(t, i + n + 1, axis=0) - bottom) * fx
+        top += (bottom - top) * fy
+        return top
+
+
+def _ncc(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    denominator = math.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y) / denominator if denominator > 0 else 0.0
+
+
+def _score(level: _Level, p: np.ndarray) -> tuple[float, float]:
+    """(score, overlap fraction) of parameters `p` at `level`."""
+    inside = level.inside(p)
+    overlap = float(inside.mean())
+    if inside.sum() < 16:
+        return 0.0, overlap
+    return _ncc(level.a[inside], level.sample(p, inside)[:, 0]), overlap
+
+
+def _to_vector(params: dict[str, float]) -> np.ndarray:
+    theta = math.radians(params["angle"])
+    s = params["scale"]
+    return np.array([s * math.cos(theta), s * math.sin(theta), params["shift_x"], params["shift_y"]])
+
+
+def _to_params(p: np.ndarray) -> dict[str, float]:
+    a, b, tx, ty = map(float, p)
+    return {"shift_x": tx, "shift_y": ty, "angle": math.degrees(math.atan2(b, a)), "scale": math.hypot(a, b)}
+
+
+def _fit(levels: list[_Level], p: np.ndarray) -> np.ndarray | None:
+    """Gauss–Newton from `p` through the levels, coarse to fine; None where it diverges, loses the overlap
+    or does not converge at the finest level."""
+    n = levels[0].n
+    try:
+        for level in levels:
+            converged = False
+            for iteration in range(MAX_ITERATIONS):
+                if iteration % 5 == 0:  # the overlap, fixed for a few steps so the objective stays smooth
+                    mask = level.inside(p, margin=1.0)
+                    if mask.mean() < MIN_OVERLAP / 2:
+                        return None
+                    x, y, target = level.ux[mask], level.uy[mask], level.a[mask]
+                values = level.sample(p, mask)
+                bw, gx, gy = values[:, 0], values[:, 1] * n, values[:, 2] * n
+                # Gain and offset for this step, from the current warp: B·gain + offset ≈ A.
+                spread = bw.std()
+                gain = target.std() / spread if spread > 1e-6 else 1.0
+                offset = target.mean() - gain * bw.mean()
+                jacobian = np.stack([gain * (gx * x + gy * y), gain * (gx * y - gy * x), gain * gx, gain * gy,
+                                     bw, np.ones_like(bw)], axis=1)
+                residual = gain * bw + offset - target
+                hessian = jacobian.T @ jacobian
+                hessian[np.diag_indices(6)] *= 1 + 1e-9
+                step = np.linalg.solve(hessian, -(jacobian.T @ residual))
+                p = p + step[:4]
+                if not np.all(np.isfinite(p)) or not SCALE_BOUNDS[0] <= math.hypot(p[0], p[1]) <= SCALE_BOUNDS[1]:
+                    return None
+                if np.abs(step[:4]).max() < STEP_TOLERANCE:
+                    converged = True
+                    break
+            else:  # out of iterations: still a fit where the steps stay small (noise-limited)
+                converged = level is levels[-1] and np.abs(step[:4]).max() < LOOSE_TOLERANCE
+    except np.linalg.LinAlgError:
+        return None
+    return p if converged else None
+
+
+def _translation(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """The shift (fractions of the side) that best carries `a` onto `b`, by phase correlation (whole pixels)."""
+    n = a.shape[0]
+    window = np.outer(np.hanning(n), np.hanning(n))
+    fa = np.fft.rfft2((a - a.mean()) * window)
+    fb = np.fft.rfft2((b - b.mean()) * window)
+    cross = fb * np.conj(fa)
+    surface = np.fft.irfft2(cross / (np.abs(cross) + 1e-9), s=a.shape)
+    dy, dx = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    wrap = lambda d: d - n if d >= n / 2 else d  # noqa: E731
+    return wrap(dx) / n, wrap(dy) / n
+
+
+def _warped_a(level: _Level, a: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """A as B would show it under p's rotation and scale alone (no shift), at A's resolution."""
+    n = a.shape[0]
+    ticks = (np.arange(n) + 0.5) / n - 0.5
+    qx, qy = (grid.ravel() for grid in np.meshgrid(ticks, ticks))
+    s2 = p[0] ** 2 + p[1] ** 2
+    # The inverse of [[a, b], [−b, a]] is [[a, −b], [b, a]] / (a² + b²).
+    ux = (p[0] * qx - p[1] * qy) / s2 * n + (n - 1) / 2
+    uy = (p[1] * qx + p[0] * qy) / s2 * n + (n - 1) / 2
+    ux, uy = np.clip(ux, 0, n - 1), np.clip(uy, 0, n - 1)
+    x0, y0 = np.minimum(ux.astype(np.intp), n - 2), np.minimum(uy.astype(np.intp), n - 2)
+    fx, fy = ux - x0, uy - y0
+    flat = a.ravel()
+    i = y0 * n + x0
+    top = flat[i] + (flat[i + 1] - flat[i]) * fx
+    bottom = flat[i + n] + (flat[i + n + 1] - flat[i + n]) * fx
+    return (top + (bottom - top) * fy).reshape(n, n)
+
+
+def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float]) -> Alignment:
+    """Refine `params` (shift_x, shift_y, angle, scale, the changer's convention) on two square grey views
+    of the same side (`working_views`). Returns the refined parameters, or `params` unchanged where the fit
+    fails or scores worse (see the module's docstring).
+
+    The fit starts from `params`; where that does not reach GOOD_SCORE it also starts from `params`' rotation
+    and scale with the shift phase correlation finds, and from that shift alone, and keeps the best."""
+    view_a = np.asarray(view_a, dtype=np.float64)
+    view_b = np.asarray(view_b, dtype=np.float64)
+    if view_a.ndim != 2 or view_a.shape != view_b.shape or view_a.shape[0] != view_a.shape[1]:
+        raise ValueError(f"align takes two square grey views of one size, got {view_a.shape} and {view_b.shape}")
+    n = view_a.shape[0]
+    start = _to_vector(params)
+    levels = [_Level(view_a, view_b, sigma * n / 64) for sigma in BLUR_LEVELS]
+    start_score, _ = _score(levels[-1], start)
+    best: tuple[float, np.ndarray] | None = None
+    for k in range(3):
+        if k == 0:
+            p0 = start
+        elif best is not None and best[0] >= GOOD_SCORE:
+            break
+        elif k == 1:
+            if not SCALE_BOUNDS[0] <= math.hypot(start[0], start[1]) <= SCALE_BOUNDS[1]:
+                continue
+            p0 = np.array([start[0], start[1], *_translation(_warped_a(levels[-1], view_a, start), view_b)])
+        else:
+            p0 = np.array([1.0, 0.0, *_translation(view_a, view_b)])
+        p = _fit(levels, p0)
+        if p is None:
+            continue
+        score, overlap = _score(levels[-1], p)
+        if overlap >= MIN_OVERLAP and (best is None or score > best[0]):
+            best = (score, p)
+    if best is not None and best[0] >= MIN_SCORE and best[0] >= start_score - SCORE_TOLERANCE:
+        return Alignment(_to_params(best[1]), True, best[0], start_score)
+    return Alignment(dict(params), False, start_score, start_score)

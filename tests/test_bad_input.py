@@ -108,6 +108,63 @@ def _truncated(image: Image.Image, fmt: str) -> Callable[[], bytes]:
     return lambda: _encoded(image, fmt)[: len(_encoded(image, fmt)) // 2]
 
 
+def _jpeg_claiming(image: Image.Image, width: int, height: int, **options: Any) -> Callable[[], bytes]:
+    """A JPEG of `image` whose frame header (SOF0/SOF2) is edited to claim width x height."""
+    def make() -> bytes:
+        data = bytearray(_encoded(image, "JPEG", **options))
+        at = max(data.find(b"\xff\xc0"), data.find(b"\xff\xc2"))
+        data[at + 5:at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+        return bytes(data)
+    return make
+
+
+def _jpeg_cut_with_an_end(image: Image.Image) -> Callable[[], bytes]:
+    """A JPEG cut in the middle of its data and given a new end-of-image marker."""
+    return lambda: _encoded(image, "JPEG")[: len(_encoded(image, "JPEG")) // 2] + b"\xff\xd9"
+
+
+def _png_claiming(image: Image.Image, width: int, height: int, **options: Any) -> Callable[[], bytes]:
+    """A PNG of `image` whose IHDR (valid CRC) claims width x height."""
+    def make() -> bytes:
+        data = bytearray(_encoded(image, "PNG", **options))
+        data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+        return bytes(data)
+    return make
+
+
+def _interlaced_png(pixels: np.ndarray, cut: bool = False) -> Callable[[], bytes]:
+    """An Adam7-interlaced RGB PNG of `pixels` (Pillow writes none); `cut`: its zlib stream holds only the
+    first three quarters of the rows, and ends there."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    def make() -> bytes:
+        height, width = pixels.shape[:2]
+        rows = []
+        for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                               (0, 1, 1, 2)):
+            sub = pixels[y0::dy, x0::dx]
+            rows += [b"\0" + row.tobytes() for row in sub] if sub.size else []
+        header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 1])
+        data = b"".join(rows[: len(rows) * 3 // 4] if cut else rows)  # cut at a row: the stream ends cleanly
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data))
+                + chunk(b"IEND", b""))
+    return make
+
+
+def _webp_claiming_twice_the_height(image: Image.Image) -> Callable[[], bytes]:
+    """A lossless WebP whose VP8L header claims twice the image's height."""
+    def make() -> bytes:
+        data = bytearray(_encoded(image, "WEBP", lossless=True))
+        assert data[12:16] == b"VP8L"
+        bits = int.from_bytes(data[21:25], "little")
+        bits = (bits & ~(0x3FFF << 14)) | ((2 * image.height - 1) << 14)
+        data[21:25] = bits.to_bytes(4, "little")
+        return bytes(data)
+    return make
+
+
 def _fifo(folder: Path) -> Path:
     path = folder / "pipe.png"
     if not path.exists():
@@ -140,6 +197,10 @@ WIDE = RNG.integers(0, 256, (3, 1000, 3), dtype=np.uint8)
 TALL = RNG.integers(0, 256, (1000, 3, 3), dtype=np.uint8)
 BITS = RNG.random((40, 50)) > 0.5
 LARGE = np.asarray(Image.linear_gradient("L").resize((3000, 2000)).convert("RGB"))
+NOISE = Image.fromarray(RNG.integers(0, 256, (200, 300, 3), dtype=np.uint8))
+THUMB = Image.fromarray(PHOTO[:32, :32])
+GREY = np.full((48, 64, 3), 128, np.uint8)  # decodes to exactly 128, as libjpeg fills missing blocks
+BLACK_END = np.vstack([PHOTO, np.zeros((2, 50, 3), np.uint8)])  # ends in 0, as a PNG's missing rows
 
 CASES: dict[str, Case] = {
     # Files that are not images.
@@ -147,6 +208,22 @@ CASES: dict[str, Case] = {
     "zero-byte jpeg": Case(_file("empty.jpg", b""), error="empty file"),
     "truncated jpeg": Case(_file("cut.jpg", _truncated(Image.fromarray(PHOTO), "JPEG")), error="damaged or truncated"),
     "truncated png": Case(_file("cut.png", _truncated(Image.fromarray(PHOTO), "PNG")), error="damaged or truncated"),
+    # Files whose data does not fill the size their header claims (Pillow's decoders would make the rest up).
+    "jpeg 32x32 claiming 7000x7000": Case(_file("claims.jpg", _jpeg_claiming(THUMB, 7000, 7000)),
+                                          error="does not match its header"),
+    "jpeg claiming twice its height": Case(_file("tall-claim.jpg", _jpeg_claiming(Image.fromarray(PHOTO), 50, 80)),
+                                           error="does not match its header"),
+    "progressive jpeg claiming twice its height": Case(
+        _file("tall-claim-p.jpg", _jpeg_claiming(Image.fromarray(PHOTO), 50, 80, progressive=True)),
+        error="does not match its header"),
+    "jpeg cut and given a new end marker": Case(_file("cut-ended.jpg", _jpeg_cut_with_an_end(NOISE)),
+                                                error="does not match its header"),
+    "png claiming twice its height": Case(_file("tall-claim.png", _png_claiming(Image.fromarray(PHOTO), 50, 80)),
+                                          error="does not match its header"),
+    "interlaced png whose data ends early": Case(_file("cut-i.png", _interlaced_png(PHOTO, cut=True)),
+                                                 error="does not match its header"),
+    "webp claiming twice its height": Case(
+        _file("tall-claim.webp", _webp_claiming_twice_the_height(Image.fromarray(PHOTO))), error="damaged or truncated"),
     "random bytes as .jpg": Case(_file("noise.jpg", RNG.bytes(5000)), error="not a readable image"),
     "random bytes as .png": Case(_file("noise.png", RNG.bytes(5000)), error="not a readable image"),
     "text file": Case(_file("notes.txt", b"just some text\n" * 20), error="not a readable image"),
@@ -189,6 +266,12 @@ CASES: dict[str, Case] = {
     "bmp": Case(_file("plain.bmp", _encoded(Image.fromarray(PHOTO), "BMP")), _array(PHOTO)),
     "webp (lossless)": Case(_file("plain.webp", _encoded(Image.fromarray(PHOTO), "WEBP", lossless=True)),
                             _array(PHOTO)),
+    "progressive jpeg": Case(_file("progressive.jpg", _encoded(Image.fromarray(PHOTO), "JPEG", progressive=True)),
+                             _decoded("progressive.jpg")),
+    "jpeg of flat 128 grey": Case(_file("grey.jpg", _encoded(Image.fromarray(GREY), "JPEG")), _array(GREY)),
+    "png ending in black rows": Case(_file("black-end.png", _encoded(Image.fromarray(BLACK_END), "PNG")),
+                                     _array(BLACK_END)),
+    "interlaced png": Case(_file("interlaced.png", _interlaced_png(PHOTO)), _array(PHOTO)),
     "1x1 png": Case(_file("dot.png", _encoded(Image.fromarray(PHOTO[:1, :1]), "PNG")), _array(PHOTO[:1, :1])),
     "1000x3 png": Case(_file("wide.png", _encoded(Image.fromarray(WIDE), "PNG")), _array(WIDE)),
     "3x1000 png": Case(_file("tall.png", _encoded(Image.fromarray(TALL), "PNG")), _array(TALL)),

@@ -4,11 +4,15 @@ The file and value cases run through every model in test_bad_input.py; here are 
 """
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image
+from PIL import Image, ImageFile, ImageOps
 
 import zoo
 from zoo.preprocess import fit_to_input, load_image, prepare
@@ -79,3 +83,89 @@ def test_gray_float_and_uint8_forms_of_one_image_agree(gray, height, width):
     expected = prepare(rgb, height, width)
     for same in (gray, gray[:, :, None], rgb / 255.0, (rgb / 255.0).astype(np.float32)):
         np.testing.assert_array_equal(prepare(same, height, width), expected)
+
+
+# Files whose data does not fill the size their header claims: Pillow's decoders make the rest up (libjpeg decodes
+# missing blocks as grey, a PNG's early end leaves black rows), so zoo refuses them. More cases run through every
+# model in test_bad_input.py.
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "zoo" / "examples"
+
+
+def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _claiming(data: bytes, width: int, height: int) -> bytes:
+    """`data`, a JPEG, with its frame header (SOF0/SOF2) edited to claim width x height."""
+    edited = bytearray(data)
+    at = max(edited.find(b"\xff\xc0"), edited.find(b"\xff\xc2"))
+    edited[at + 5:at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(edited)
+
+
+def _photo(width: int = 1200, height: int = 900) -> Image.Image:
+    return Image.open(EXAMPLES / "photos" / "schooner.jpg").convert("RGB").resize((width, height))
+
+
+@pytest.mark.parametrize("fit", [None, (32, 32), (64, 64)])
+def test_a_cifar_thumbnail_claiming_7000x7000_is_refused(fit, tmp_path):
+    thumbnail = (EXAMPLES / "cifar10" / "horse.jpg").read_bytes()
+    assert Image.open(io.BytesIO(thumbnail)).size == (32, 32)
+    lying = tmp_path / "claims.jpg"
+    lying.write_bytes(_claiming(thumbnail, 7000, 7000))
+    for given in (lying, lying.read_bytes()):
+        with pytest.raises(zoo.ImageError, match="damaged or truncated: its data does not match its header"):
+            load_image(given, fit)
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("fit", [None, (32, 32)])  # (32, 32): decoded at a draft scale of 1/4
+def test_a_large_jpeg_whose_data_ends_early_is_refused_at_any_scale(progressive, fit):
+    data = _encoded(_photo(), "JPEG", progressive=progressive)
+    for lying in (_claiming(data, 1200, 1800), _claiming(data, 2400, 900), _claiming(data, 1200, 960)):
+        with pytest.raises(zoo.ImageError, match="does not match its header"):
+            load_image(lying, fit)
+    if not progressive:  # a progressive file cut in its detail scans still holds every block (coarser)
+        with pytest.raises(zoo.ImageError, match="does not match its header"):
+            load_image(data[: len(data) // 2] + b"\xff\xd9", fit)
+
+
+def test_cut_files_are_refused_even_where_pillow_is_told_to_load_them(monkeypatch):
+    """ImageFile.LOAD_TRUNCATED_IMAGES (set by some other library) makes Pillow accept cut files: not zoo."""
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    photo = _photo(600, 450)
+    for data in (_encoded(photo, "JPEG"), _encoded(photo, "JPEG", progressive=True), _encoded(photo, "PNG")):
+        for fit in (None, (32, 32)):
+            with pytest.raises(zoo.ImageError, match="damaged or truncated"):
+                load_image(data[: len(data) * 2 // 3], fit)
+
+
+def _real_images() -> list[tuple[str, bytes]]:
+    from conftest import CIFAR
+
+    photo = _photo(640, 480)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    images = [(str(path), path.read_bytes()) for path in sorted(EXAMPLES.rglob("*.jpg"))]
+    images += [(str(path), path.read_bytes()) for path in sorted(CIFAR.glob("test/*/*.jpg"))[:300]]
+    images += [("progressive", _encoded(photo, "JPEG", progressive=True)),
+               ("progressive 4:4:4", _encoded(photo, "JPEG", progressive=True, subsampling=0)),
+               ("exif-rotated", _encoded(photo, "JPEG", exif=exif.tobytes())),
+               ("grey 128", _encoded(Image.new("RGB", (64, 48), (128, 128, 128)), "JPEG")),
+               ("png", _encoded(photo, "PNG"))]
+    return images
+
+
+def test_real_images_decode_as_pillow_decodes_them():
+    """Valid files are not touched by the checks: zoo's pixels are Pillow's own, at full and at draft scale."""
+    for name, data in _real_images():
+        for fit in (None, (32, 32)):
+            with Image.open(io.BytesIO(data)) as reference:
+                if fit and reference.format == "JPEG":
+                    reference.draft(None, (8 * 32, 8 * 32))
+                expected = ImageOps.exif_transpose(reference).convert("RGB")
+            got = load_image(data, fit)
+            assert got.size == expected.size and got.tobytes() == expected.tobytes(), (name, fit)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import zlib
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -123,13 +125,249 @@ def _decode(data: bytes, what: str, fit: tuple[int, int] | None = None) -> Image
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{what} is damaged or truncated and cannot be decoded ({exc}).") from None
     with opened:
-        return _decoded_rgb(opened, what, first_frame=True, fit=fit)
+        width, height = opened.size
+        if opened.format == "JPEG" and WALK_PIXELS < width * height <= MAX_PIXELS:  # over MAX_PIXELS: refused below
+            _refuse_if_short(data, what, lambda: _jpeg_shortfall(data)[0])
+        return _decoded_rgb(opened, what, first_frame=True, fit=fit,
+                            loaded=lambda image: _check_data_filled(image, data, fit, what))
 
 
-def _decoded_rgb(image: Image.Image, what: str, first_frame: bool = False,
-                 fit: tuple[int, int] | None = None) -> Image.Image:
+#: A JPEG claiming more pixels than this is checked against its data before it is decoded, so that a header
+#: that lies by millions of pixels costs no decoding; smaller ones are decoded, then checked.
+WALK_PIXELS = 1 << 20
+
+
+def _truncated(what: str, detail: str) -> ImageError:
+    return ImageError(f"{what} is damaged or truncated: its data does not match its header ({detail}).")
+
+
+def _refuse_if_short(data: bytes, what: str, shortfall: Callable[[], str | None]) -> None:
+    try:
+        detail = shortfall()
+    except (IndexError, KeyError, ValueError, zlib.error):  # a structure not followed here: the decoder judges
+        return
+    if detail:
+        raise _truncated(what, detail)
+
+
+def _check_data_filled(image: Image.Image, data: bytes, fit: tuple[int, int] | None, what: str) -> None:
+    """Refuse a decoded JPEG or PNG whose pixels Pillow made up where the data ended.
+
+    Pillow's decoders fill what a file lacks instead of failing: libjpeg decodes the blocks after the data's
+    end as exactly 128 grey, and a PNG whose zlib stream ends early keeps the rows after it at 0. A header
+    edited to claim more pixels, or a file cut and given a new end marker, would otherwise be predicted on
+    made-up pixels. Only an image whose last row is such a fill (or an interlaced PNG, whose missing rows
+    may lie anywhere) is looked at closer, so valid images cost a glance at one row.
+    """
+    if getattr(image, "_ended", False):  # Pillow's JPEG reader gave a cut file an end (LOAD_TRUNCATED_IMAGES)
+        raise ImageError(f"{what} is damaged or truncated: the file ends before its end-of-image marker.")
+    if image.format not in ("JPEG", "PNG") or not image.height or not image.width:
+        return
+    corner = image.getpixel((0, image.height - 1))  # a glance first: most rows end the question here
+    corner = corner if isinstance(corner, tuple) else (corner,)
+    if not image.info.get("interlace") and any(value != (0 if image.format == "PNG" else 128) for value in corner):
+        return
+    last_row = image.crop((0, image.height - 1, image.width, image.height)).getextrema()
+    bands = last_row if isinstance(last_row[0], tuple) else (last_row,)
+    if image.format == "PNG":
+        if image.info.get("interlace") or all(band == (0, 0) for band in bands):
+            _refuse_if_short(data, what, lambda: _png_shortfall(data))
+    elif image.mode in ("RGB", "L") and all(band == (128, 128) for band in bands):
+        _refuse_if_short(data, what, lambda: _jpeg_shortfall(data)[0] or _jpeg_padded(image, data, fit))
+
+
+#: Bytes that decode to blocks other than grey when libjpeg is still reading the last scan (no 0xFF: no marker).
+_PROBE = bytes(range(1, 255)) * 16
+
+
+def _jpeg_padded(image: Image.Image, data: bytes, fit: tuple[int, int] | None) -> str | None:
+    """Whether libjpeg decoded `image` (ending in 128 grey) past the end of its last scan's data.
+
+    The file is decoded once more with bytes slipped in where the last scan ends: libjpeg skips them after
+    a complete scan (the same pixels) and decodes them as blocks into an incomplete one (other pixels).
+    """
+    scan_end = _jpeg_shortfall(data)[1]
+    if scan_end is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data[:scan_end] + _PROBE + data[scan_end:]), formats=("JPEG",)) as probe:
+            _draft(probe, fit)
+            probe.load()
+            same = probe.size == image.size and probe.mode == image.mode and probe.tobytes() == image.tobytes()
+    except (OSError, SyntaxError, ValueError, EOFError):
+        same = False
+    return None if same else f"its {image.width}x{image.height} pixels end in blocks made up where data is missing"
+
+
+def _draft(image: Image.Image, fit: tuple[int, int] | None) -> None:
+    """Decode a JPEG at its draft scale for `fit` (see `load_image`)."""
+    if fit and image.format == "JPEG":
+        side = DRAFT_MARGIN * max(fit)  # either side may end up vertical once EXIF orientation is applied
+        image.draft(None, (side, side))
+
+
+#: A JPEG marker that ends entropy-coded data: 0xFF followed by anything but a stuffed 0x00 or RST0-7.
+_JPEG_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+
+
+def _huffman_tables(segment: bytes) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    """Each table of a DHT segment: (class, id) -> (codes of each length 1..16, symbols in code order)."""
+    tables, at = {}, 0
+    while at < len(segment):
+        counts = segment[at + 1:at + 17]
+        if len(counts) < 16:
+            raise ValueError("short DHT segment")
+        tables[(segment[at] >> 4, segment[at] & 15)] = (counts, segment[at + 17:at + 17 + sum(counts)])
+        at += 17 + sum(counts)
+    return tables
+
+
+def _cheapest_code(table: tuple[bytes, bytes] | None, ac: bool) -> int:
+    """The fewest bits a table's symbol takes with the magnitude bits it announces: any DC symbol; for AC,
+    end-of-block or a coefficient (a zero run alone cannot end a block). 1 without a table."""
+    if table is None:
+        return 1
+    counts, symbols = table
+    best, at = 64, 0
+    for length, count in enumerate(counts, start=1):
+        if length >= best:
+            break
+        for symbol in symbols[at:at + count]:
+            if not ac or symbol == 0 or symbol & 15:
+                best = min(best, length + (symbol & 15))
+        at += count
+    return best
+
+
+def _jpeg_shortfall(data: bytes) -> tuple[str | None, int | None]:
+    """Whether some scan of a Huffman-coded JPEG holds fewer bits than its blocks need at the very least.
+
+    A block costs at least its shortest DC code (plus the magnitude bits it announces), and in a sequential
+    scan also its end-of-block code or a last coefficient; a progressive DC refinement costs a bit a block.
+    The bound is exact arithmetic on the file's own tables, so no valid JPEG falls under it; it catches a
+    header that claims more pixels than the data can hold (not a smaller edit, which only a full entropy
+    decode would see). Progressive AC scans (end-of-band runs) and arithmetic coding are not bounded.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None, None
+    tables: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+    frame: dict[str, object] | None = None
+    at, scan_end = 2, None
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            break  # lost the marker chain: leave it to the decoder
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0xD9:  # EOI
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        segment = data[at + 4:at + 2 + length]
+        at += 2 + length
+        if marker == 0xC4:
+            tables.update(_huffman_tables(segment))
+        elif marker in (0xC0, 0xC1, 0xC2):  # Huffman baseline, extended, progressive (8 or 12 bits)
+            count = segment[5]
+            components = {segment[6 + 3 * i]: (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(count)}
+            frame = {"height": int.from_bytes(segment[1:3], "big"), "width": int.from_bytes(segment[3:5], "big"),
+                     "components": components, "progressive": marker == 0xC2}
+        elif marker in (0xC3, 0xC5, 0xC6, 0xC7) or 0xC9 <= marker <= 0xCF and marker != 0xCC:
+            return None, None  # lossless, hierarchical or arithmetic-coded: not bounded here
+        elif marker == 0xDA:
+            end = _JPEG_MARKER.search(data, at)
+            end_at = end.start() if end else len(data)
+            if frame is not None:
+                needed = _scan_min_bits(segment, frame, tables)
+                if needed > 8 * (end_at - at):
+                    return (f"{frame['width']}x{frame['height']} pixels need at least {needed // 8:,} bytes of image "
+                            f"data in a scan that holds {end_at - at:,}"), None
+            at = scan_end = end_at
+    return None, scan_end if frame is not None else None
+
+
+def _scan_min_bits(segment: bytes, frame: dict, tables: dict[tuple[int, int], tuple[bytes, bytes]]) -> int:
+    """The fewest bits the scan that `segment` (an SOS header) starts can take, on `frame`'s size and tables."""
+    count = segment[0]
+    selectors = {segment[1 + 2 * i]: (segment[2 + 2 * i] >> 4, segment[2 + 2 * i] & 15) for i in range(count)}
+    start, _, approximation = segment[1 + 2 * count], segment[2 + 2 * count], segment[3 + 2 * count]
+    if frame["progressive"] and start > 0:
+        return 0  # an AC band: one end-of-band run may cover thousands of blocks
+    width, height, components = frame["width"], frame["height"], frame["components"]
+    if not height or not width:
+        return 0  # the height comes later (DNL)
+    h_max = max(h for h, _ in components.values())
+    v_max = max(v for _, v in components.values())
+    total = 0
+    for component, (dc_table, ac_table) in selectors.items():
+        h, v = components[component]
+        if count == 1:  # non-interleaved: the component's own blocks
+            blocks = -(-(-(-width * h // h_max)) // 8) * -(-(-(-height * v // v_max)) // 8)
+        else:  # interleaved: whole MCUs, padding blocks included
+            blocks = -(-width // (8 * h_max)) * -(-height // (8 * v_max)) * h * v
+        if frame["progressive"] and approximation >> 4:  # DC refinement: one bit a block
+            per_block = 1
+        else:
+            per_block = _cheapest_code(tables.get((0, dc_table)), ac=False)
+            if not frame["progressive"]:
+                per_block += _cheapest_code(tables.get((1, ac_table)), ac=True)
+        total += blocks * per_block
+    return total
+
+
+#: PNG colour types -> samples per pixel.
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_shortfall(data: bytes) -> str | None:
+    """Whether a PNG's image data inflates to fewer bytes than its header's rows need."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    at, header, stream = 8, None, zlib.decompressobj()
+    inflated = 0
+    while at + 8 <= len(data):
+        length, kind = int.from_bytes(data[at:at + 4], "big"), data[at + 4:at + 8]
+        body = data[at + 8:at + 8 + length]
+        at += 12 + length
+        if kind == b"IHDR":
+            width, height = int.from_bytes(body[0:4], "big"), int.from_bytes(body[4:8], "big")
+            bits, samples, interlaced = body[8], _PNG_SAMPLES[body[9]], body[12]
+            header = (width, height, bits * samples, interlaced)
+        elif kind == b"IDAT" and header:
+            while body and not stream.eof:  # count what inflates, a bounded piece at a time
+                inflated += len(stream.decompress(body, 1 << 20))
+                body = stream.unconsumed_tail
+        elif kind in (b"IEND", b"fdAT"):
+            break
+    if header is None:
+        return None
+    width, height, pixel_bits, interlaced = header
+    needed = _png_raw_bytes(width, height, pixel_bits, interlaced)
+    if inflated < needed:
+        return f"{width}x{height} pixels need {needed:,} bytes of image data, the file holds {inflated:,}"
+    return None
+
+
+def _png_raw_bytes(width: int, height: int, pixel_bits: int, interlaced: int) -> int:
+    """The size of a PNG's filtered image data: each row's filter byte and pixels, for each Adam7 pass."""
+    if not interlaced:
+        return height * (1 + -(-width * pixel_bits // 8))
+    total = 0
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                           (0, 1, 1, 2)):
+        columns, rows = -(-(width - x0) // dx) if width > x0 else 0, -(-(height - y0) // dy) if height > y0 else 0
+        if columns and rows:
+            total += rows * (1 + -(-columns * pixel_bits // 8))
+    return total
+
+
+def _decoded_rgb(image: Image.Image, what: str, first_frame: bool = False, fit: tuple[int, int] | None = None,
+                 loaded: Callable[[Image.Image], None] | None = None) -> Image.Image:
     """Refuse a bomb from its header, then decode (the first frame, if asked; a JPEG at its draft scale for
-    `fit`) and convert to RGB."""
+    `fit`), let `loaded` check the decoded image, and convert to RGB."""
     width, height = image.size  # from the header; nothing decoded yet
     if width * height > MAX_PIXELS:
         raise ImageError(
@@ -139,10 +377,10 @@ def _decoded_rgb(image: Image.Image, what: str, first_frame: bool = False,
     try:
         if first_frame:
             image.seek(0)
-        if fit and image.format == "JPEG":
-            side = DRAFT_MARGIN * max(fit)  # either side may end up vertical once EXIF orientation is applied
-            image.draft(None, (side, side))
+        _draft(image, fit)
         image.load()
+        if loaded:
+            loaded(image)
         return _to_rgb(image)
     except ImageError:
         raise

@@ -121,10 +121,12 @@ def test_a_cifar_thumbnail_claiming_7000x7000_is_refused(fit, tmp_path):
             load_image(given, fit)
 
 
-@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"restart_marker_blocks": 4},
+                                     {"progressive": True, "restart_marker_rows": 1}])
 @pytest.mark.parametrize("fit", [None, (32, 32)])  # (32, 32): decoded at a draft scale of 1/4
-def test_a_large_jpeg_whose_data_ends_early_is_refused_at_any_scale(progressive, fit):
-    data = _encoded(_photo(), "JPEG", progressive=progressive)
+def test_a_large_jpeg_whose_data_ends_early_is_refused_at_any_scale(options, fit):
+    progressive = options.get("progressive", False)
+    data = _encoded(_photo(), "JPEG", **options)
     for lying in (_claiming(data, 1200, 1800), _claiming(data, 2400, 900), _claiming(data, 1200, 960)):
         with pytest.raises(zoo.ImageError, match="does not match its header"):
             load_image(lying, fit)

@@ -173,7 +173,7 @@ def _check_data_filled(image: Image.Image, data: bytes, fit: tuple[int, int] | N
         if image.info.get("interlace") or all(band == (0, 0) for band in bands):
             _refuse_if_short(data, what, lambda: _png_shortfall(data))
     elif image.mode in ("RGB", "L") and all(band == (128, 128) for band in bands):
-        _refuse_if_short(data, what, lambda: _jpeg_shortfall(data)[0] or _jpeg_padded(image, data, fit))
+        _refuse_if_short(data, what, lambda: _jpeg_shortfall(data, restarts=True)[0] or _jpeg_padded(image, data, fit))
 
 
 #: Bytes that decode to blocks other than grey when libjpeg is still reading the last scan (no 0xFF: no marker).
@@ -208,6 +208,7 @@ def _draft(image: Image.Image, fit: tuple[int, int] | None) -> None:
 
 #: A JPEG marker that ends entropy-coded data: 0xFF followed by anything but a stuffed 0x00 or RST0-7.
 _JPEG_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+_JPEG_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 
 
 def _huffman_tables(segment: bytes) -> dict[tuple[int, int], tuple[bytes, bytes]]:
@@ -239,7 +240,7 @@ def _cheapest_code(table: tuple[bytes, bytes] | None, ac: bool) -> int:
     return best
 
 
-def _jpeg_shortfall(data: bytes) -> tuple[str | None, int | None]:
+def _jpeg_shortfall(data: bytes, restarts: bool = False) -> tuple[str | None, int | None]:
     """Whether some scan of a Huffman-coded JPEG holds fewer bits than its blocks need at the very least.
 
     A block costs at least its shortest DC code (plus the magnitude bits it announces), and in a sequential
@@ -247,12 +248,14 @@ def _jpeg_shortfall(data: bytes) -> tuple[str | None, int | None]:
     The bound is exact arithmetic on the file's own tables, so no valid JPEG falls under it; it catches a
     header that claims more pixels than the data can hold (not a smaller edit, which only a full entropy
     decode would see). Progressive AC scans (end-of-band runs) and arithmetic coding are not bounded.
+    `restarts`: also count the restart markers of files that have them, one between each two intervals
+    of MCUs, an exact measure of how far a scan's data goes (which blocks made up after it can hide).
     """
     if data[:2] != b"\xff\xd8":
         return None, None
     tables: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     frame: dict[str, object] | None = None
-    at, scan_end = 2, None
+    at, scan_end, interval = 2, None, 0
     while at + 4 <= len(data):
         if data[at] != 0xFF:
             break  # lost the marker chain: leave it to the decoder
@@ -270,6 +273,8 @@ def _jpeg_shortfall(data: bytes) -> tuple[str | None, int | None]:
         at += 2 + length
         if marker == 0xC4:
             tables.update(_huffman_tables(segment))
+        elif marker == 0xDD:  # DRI: MCUs per restart interval
+            interval = int.from_bytes(segment[0:2], "big")
         elif marker in (0xC0, 0xC1, 0xC2):  # Huffman baseline, extended, progressive (8 or 12 bits)
             count = segment[5]
             components = {segment[6 + 3 * i]: (segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15) for i in range(count)}
@@ -285,8 +290,25 @@ def _jpeg_shortfall(data: bytes) -> tuple[str | None, int | None]:
                 if needed > 8 * (end_at - at):
                     return (f"{frame['width']}x{frame['height']} pixels need at least {needed // 8:,} bytes of image "
                             f"data in a scan that holds {end_at - at:,}"), None
+                if restarts and interval:
+                    expected = -(-_scan_mcus(segment, frame) // interval) - 1
+                    found = len(_JPEG_RESTART.findall(data, at, end_at))
+                    if found < expected:
+                        return (f"{frame['width']}x{frame['height']} pixels need {expected:,} restart markers in a "
+                                f"scan that holds {found:,}"), None
             at = scan_end = end_at
     return None, scan_end if frame is not None else None
+
+
+def _scan_mcus(segment: bytes, frame: dict) -> int:
+    """How many MCUs the scan that `segment` (an SOS header) starts holds: a block each, for one component."""
+    width, height, components = frame["width"], frame["height"], frame["components"]
+    h_max = max(h for h, _ in components.values())
+    v_max = max(v for _, v in components.values())
+    if segment[0] == 1:
+        h, v = components[segment[1]]
+        return -(-(-(-width * h // h_max)) // 8) * -(-(-(-height * v // v_max)) // 8)
+    return -(-width // (8 * h_max)) * -(-height // (8 * v_max))
 
 
 def _scan_min_bits(segment: bytes, frame: dict, tables: dict[tuple[int, int], tuple[bytes, bytes]]) -> int:

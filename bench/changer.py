@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "pairs": len(items),
         "data": "training/pairs.py test pairs (seed [2, source]) from CIFAR-10 test + Caltech-101 subset test "
                 "bucket, half each; B with brightness/contrast ±10%, noise σ ≤ 2/255, JPEG quality 70-95",
+        "command": "python -m bench.changer --data ../shared/data --json docs/changer-refine-cpu.json",
         "align_size": align.ALIGN_SIZE,
         "network": summary(network, pairs.params, pairs.labels, names),
         "refined": summary(refined, pairs.params, pairs.labels, names),

@@ -151,6 +151,44 @@ def shared_weights_note(card: zoo.ModelCard) -> str:
             "`training.checkpoint.load_tensors` reads both by parameter name.")
 
 
+def refinement_lines(r: dict) -> list[str]:
+    """The README's figures of the changer's refinement (`zoo.align`): the network alone against refined."""
+    net, ref = r["network"], r["refined"]
+    cost = r["cost_per_pair"]
+    rows = [("angle error, median / p90", "median_angle_deg_error", "p90_angle_deg_error", "{:.3f}°"),
+            ("shift error (of the side), median / p90", "median_shift_error", "p90_shift_error", "{:.4f}"),
+            ("\\|log s\\| error, median / p90", "median_log_scale_error", "p90_log_scale_error", "{:.4f}")]
+    lines = ["### Refined by aligning the views", "",
+             f"zoo refines the network's parameters by aligning the two views directly (`zoo/align.py`, on by "
+             f"default; `refine=False` turns it off). On {r['pairs']} held-out test pairs ({r['data']}), in one run "
+             f"(`{r['command']}`; errors over the pairs where that change is present):", "",
+             "| | network alone | refined |", "| --- | --- | --- |"]
+    for name, median, p90, form in rows:
+        lines.append(f"| {name} | {form.format(net[median])} / {form.format(net[p90])} | "
+                     f"{form.format(ref[median])} / {form.format(ref[p90])} |")
+    lines.append(f"| label accuracy | {_pct(net['label_accuracy'])} | {_pct(ref['label_accuracy'])} |")
+    worst = lambda d: min(d["per_class_accuracy"], key=d["per_class_accuracy"].get)  # noqa: E731
+    lines.append(f"| worst class | {worst(net)} {_pct(net['worst_class_accuracy'])} | "
+                 f"{worst(ref)} {_pct(ref['worst_class_accuracy'])} |")
+    lines += ["", f"The alignment held on {_pct(r['refined_fraction'])} of the pairs; elsewhere the network's estimate "
+                  f"stands. Cost per pair on {r['cpu']}: {cost['pairs_64']['alignment_ms']:.1f} ms for 64×64 "
+                  f"views, {cost['pairs_12mp']['alignment_ms']:.0f} ms for 12-megapixel JPEGs (aligned at "
+                  f"{r['align_size']}×{r['align_size']}), beside the network's {cost['pairs_64']['network_ms']:.1f} "
+                  f"and {cost['pairs_12mp']['network_ms']:.0f} ms (decoding included)."]
+    return lines
+
+
+CHANGER_REFINEMENT_NOTE = (
+    "The graph gives the network's estimate. `zoo.load(\"changer\").predict` refines it by default, as "
+    "post-processing outside the graph: `zoo.align.refine_pair(a, b, params)` (or `zoo.align.align` on the two "
+    "views' grey levels) fits the four parameters again by aligning the two views directly (Gauss–Newton, coarse "
+    "to fine, gain and offset fitted alongside) from the network's `params`, and returns the network's estimate "
+    "where the fit fails or scores worse. `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
+    "zoo's label then follows the refined parameters (`zoo.align.label_from_params`: a change is present when "
+    "|t| > 0.05 of the side, |θ| > 7.5° or |log s| > log(1.2)/2, half the smallest change the pairs were made "
+    "with), and `changes` stay the network's probabilities.")
+
+
 def without_zoo(card: zoo.ModelCard) -> list[str]:
     """The README section "Use it without zoo": the self-contained file, its input, output and an example."""
     spec = card.inputs[0]
@@ -182,6 +220,8 @@ def without_zoo(card: zoo.ModelCard) -> list[str]:
               EXAMPLE_CODE[card.task].format(file=file, width=spec.width, height=spec.height, input=spec.name,
                                              input_b=card.inputs[-1].name).rstrip(),
               "```", ""]
+    if card.task == "change-detection":
+        lines += [CHANGER_REFINEMENT_NOTE, ""]
     return lines
 
 
@@ -323,6 +363,8 @@ def model_readme(card: zoo.ModelCard) -> str:
     if per_class:
         lines += ["", "| class | test accuracy |", "| --- | --- |"]
         lines += [f"| {label} | {_pct(value)} |" for label, value in per_class.items()]
+    if m.get("refinement"):
+        lines += ["", *refinement_lines(m["refinement"])]
     lines += ["", "## Provenance", "",
               f"- data: {prov.get('data_note', '')}",
               f"- data source and fingerprints: `{json.dumps(prov.get('data', {}), sort_keys=True)}`",

@@ -156,11 +156,12 @@ class _Level:
         return top
 
 
+# Products are summed without BLAS: its threads would contend with onnxruntime's for the same cores.
 def _ncc(x: np.ndarray, y: np.ndarray) -> float:
     x = x - x.mean()
     y = y - y.mean()
-    denominator = math.sqrt(float(x @ x) * float(y @ y))
-    return float(x @ y) / denominator if denominator > 0 else 0.0
+    denominator = math.sqrt(float((x * x).sum()) * float((y * y).sum()))
+    return float((x * y).sum()) / denominator if denominator > 0 else 0.0
 
 
 def _score(level: _Level, p: np.ndarray) -> tuple[float, float]:
@@ -205,9 +206,9 @@ def _fit(levels: list[_Level], p: np.ndarray) -> np.ndarray | None:
                 jacobian = np.stack([gain * (gx * x + gy * y), gain * (gx * y - gy * x), gain * gx, gain * gy,
                                      bw, np.ones_like(bw)], axis=1)
                 residual = gain * bw + offset - target
-                hessian = jacobian.T @ jacobian
+                hessian = np.einsum("ki,kj->ij", jacobian, jacobian)
                 hessian[np.diag_indices(6)] *= 1 + 1e-9
-                step = np.linalg.solve(hessian, -(jacobian.T @ residual))
+                step = np.linalg.solve(hessian, -np.einsum("ki,k->i", jacobian, residual))
                 p = p + step[:4]
                 if not np.all(np.isfinite(p)) or not SCALE_BOUNDS[0] <= math.hypot(p[0], p[1]) <= SCALE_BOUNDS[1]:
                     return None

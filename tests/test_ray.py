@@ -81,8 +81,20 @@ def test_ray_data_pairs_and_an_unreadable_file(cluster, photos):
         assert row["label"] == prediction.label and row["error"] == ""
         assert {name: row[f"change_{name}"] for name in prediction.changes} == pytest.approx(prediction.changes, abs=1e-6)
         assert {name: row[f"param_{name}"] for name in prediction.params} == pytest.approx(prediction.params, abs=1e-6)
+    for row, prediction in zip(rows, expected):
+        assert row["refined"] == prediction.refined and row["alignment_score"] == pytest.approx(prediction.alignment_score)
     broken = rows[-1]
     assert broken["label"] == "" and np.isnan(broken["score"]) and "not a readable image" in broken["error"]
+
+
+def test_the_predictors_refine_kwarg_gives_the_networks_estimate():
+    batch = {"a": np.array([PAIRS[0].read_bytes()], dtype=object), "b": np.array([PAIRS[1].read_bytes()], dtype=object)}
+    plain = zoo_ray.Predictor("changer", device="cpu", refine=False)(batch)
+    expected = zoo.load("changer", device="cpu").predict(*PAIRS, refine=False)
+    assert "refined" not in plain and plain["label"][0] == expected.label
+    assert {name: plain[f"param_{name}"][0] for name in expected.params} == expected.params
+    refined = zoo_ray.Predictor("changer", device="cpu")(batch)
+    assert refined["refined"][0] and abs(refined["param_angle"][0] - 20) < 0.1
 
 
 def test_ray_data_without_an_image_column_says_which_to_give(cluster):

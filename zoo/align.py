@@ -13,10 +13,13 @@ resampled to the same working side, at most ALIGN_SIZE pixels (`working_views`).
 In these coordinates the warp is linear in (a, b, tx, ty) = (s·cos θ, s·sin θ, tx, ty):
     B's point = [[a, b], [−b, a]]·u + t    (u: A's point as a fraction of the side, from the centre).
 
-The fit is accepted (`Alignment.refined`) only where it converged, A and B overlap on at least
-MIN_OVERLAP of A, its score (the normalised cross-correlation of A and the aligned B over that overlap)
-is at least MIN_SCORE, and it is no worse than the starting estimate's score; otherwise the starting
-estimate stands. Use it without the rest of zoo: `refine_pair(path_a, path_b, params)`.
+The fit starts from the given estimate; where that does not reach GOOD_SCORE it also starts from a
+shift found by phase correlation, and keeps the best. It is accepted (`Alignment.refined`) only where
+it converged, A and B overlap on at least MIN_OVERLAP of A, its score (the normalised cross-correlation
+of A and the aligned B over that overlap) is at least MIN_SCORE, and it is no worse than the starting
+estimate's score (within SCORE_TOLERANCE); otherwise the starting estimate stands. numpy and Pillow
+only: use it without the rest of zoo as `refine_pair(path_a, path_b, params)`, or copy this file
+(`refine_pair` alone imports zoo's decoder).
 """
 from __future__ import annotations
 

@@ -393,7 +393,7 @@ def test_case(name, case_name, folder, monkeypatch):
         reference[slot] = case.reference(folder)
         as_item = tuple if slots > 1 else (lambda images: images[0])
         got, expected = model.prepare_batch([as_item(item)]), model.prepare_batch([as_item(reference)])
-        for graph_input in got:
+        for graph_input in (spec.name for spec in model.card.inputs):
             np.testing.assert_array_equal(got[graph_input], expected[graph_input])
 
 

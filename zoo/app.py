@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 # No usage statistics or telemetry leave the machine: set before gradio (and huggingface_hub) are imported.

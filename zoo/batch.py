@@ -30,7 +30,7 @@ from .model import Model, Prediction
 #: File suffixes a folder is searched for (a file or glob named explicitly is taken whatever its suffix).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 FORMATS = (".jsonl", ".csv")
-CSV_COLUMNS = ("path", "label", "score", "probs", "changes", "params", "error")
+CSV_COLUMNS = ("path", "label", "score", "probs", "changes", "params", "refined", "alignment_score", "error")
 
 
 class BatchError(ZooError):

@@ -6,14 +6,13 @@ import glob
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from . import batch
 from . import card
 from .batch import BatchError
 from .errors import ZooError
-from .model import Model, Prediction, load, save_onnx
+from .model import Prediction, load, save_onnx
 from . import hub, registry
 from .registry import list_models, models_root
 from .release import DISTRIBUTION
@@ -77,21 +76,6 @@ def many_inputs(paths: list[str], n_inputs: int) -> bool:
     return (len(paths) == 1 and paths[0].lower().endswith(".csv")) or any(map(pattern, paths))
 
 
-class _CsvColumnsOnly:
-    """`model` for a CSV --out whose columns (batch.CSV_COLUMNS) lack the changer's refinement fields: its
-    predictions without them, so the rows fit the columns."""
-
-    def __init__(self, model: Model) -> None:
-        self.model = model
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.model, name)
-
-    def predict_each(self, items):  # noqa: ANN001, ANN201 - as Model.predict_each
-        for result in self.model.predict_each(items):
-            yield replace(result, refined=None, alignment_score=None) if isinstance(result, Prediction) else result
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load(args.name, device=args.device, refine=not args.no_refine)
     n_inputs = len(model.card.inputs)
@@ -105,10 +89,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             raise BatchError(f"model {args.name!r} takes {n_inputs} images: give them as A B, or many pairs as a "
                              "two-column CSV file (a, b).")
-        unlisted = {"refined", "alignment_score"} - set(batch.CSV_COLUMNS)
-        csv_out = args.out is not None and args.out.suffix.lower() == ".csv"
-        progress = batch.run(_CsvColumnsOnly(model) if csv_out and unlisted else model,  # type: ignore[arg-type]
-                             items, args.out, args.resume)
+        progress = batch.run(model, items, args.out, args.resume)
         return 0 if progress.failed == 0 else EXIT_ERROR
     prediction = model.predict(*args.images)
     if args.json:

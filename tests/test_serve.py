@@ -166,6 +166,42 @@ def test_malformed_requests_say_why(url, request_files, status, message):
     assert response.status_code == status and message in response.json()["detail"]
 
 
+def raw_exchange(url: str, head: bytes, body_parts: Iterator[bytes] = iter(()), seconds: float = 15) -> bytes:
+    """Send `head` and then `body_parts` over one socket (stopping when the server closes it), and read the answer
+    (for at most `seconds`)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=seconds) as connection:
+        try:
+            connection.sendall(head)
+            for part in body_parts:
+                connection.sendall(part)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer, deadline = b"", time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data = connection.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not data:
+                break
+            answer += data
+            if b"\r\n\r\n" in answer and answer.rstrip().endswith(b"}"):
+                break
+        return answer
+
+
+def test_a_chunked_body_over_the_cap_is_refused_while_it_is_read(url):
+    head = (b"POST /v1/models/cnn/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    part_head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x"\r\n\r\n'
+    chunk = b"\0" * 65536
+    parts = (b"%x\r\n%s\r\n" % (len(data), data)
+             for data in [part_head, *[chunk] * (MAX_REQUEST_BYTES // len(chunk) + 2)])
+    answer = raw_exchange(url, head, parts)  # the body never ends: only a refusal while reading answers it
+    assert answer.startswith(b"HTTP/1.1 413") and b"ZOO_MAX_REQUEST_BYTES" in answer, answer[:300]
+
+
 def test_an_unknown_model_is_404(url):
     response = httpx.post(f"{url}/v1/models/no-such-model/predict", files=files("image", EXAMPLES[:1]))
     assert response.status_code == 404 and "no model named" in response.json()["detail"]

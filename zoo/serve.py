@@ -42,7 +42,8 @@ BATCH_WAIT = 0.004
 INLINE_DECODE_BYTES = 64 * 1024
 #: How often a waiting batch looks for requests that have finished decoding.
 BATCH_POLL = 0.0005
-#: The largest request body accepted (ZOO_MAX_REQUEST_BYTES), checked before it is read.
+#: The largest request body accepted (ZOO_MAX_REQUEST_BYTES): a Content-Length over it is refused before the body
+#: is read, and any body (chunked too) is counted as it is read and refused as soon as it passes it.
 MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
 API_KEY_ENV = "ZOO_API_KEY"
 #: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
@@ -162,12 +163,14 @@ class Guard:
         self.app, self.api_key, self.guarded = app, api_key, guarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            refusal = self.refusal(scope["path"], Headers(scope=scope))
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.refusal(scope["path"], Headers(scope=scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await BodyLimits(self.app).run(scope, receive, send)
 
     def refusal(self, path: str, headers: Headers) -> JSONResponse | None:
         if self.api_key is not None and path != "/healthz" and path.startswith(self.guarded):
@@ -176,8 +179,58 @@ class Guard:
                 return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413)
+            return too_large()
         return None
+
+
+def too_large() -> JSONResponse:
+    return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413)
+
+
+class BodyLimits:
+    """One request's body as the app reads it, counted: past MAX_REQUEST_BYTES (chunked or not, whatever
+    Content-Length said) the app is told the client left, nothing more is read, and the client gets 413 instead
+    of the app's answer (unless the app had already begun to answer)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.received = 0
+        self.refusal: JSONResponse | None = None
+        self.started = False  # whether a response (the app's or the refusal) has begun
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counted_receive() -> dict:
+            if self.refusal is not None:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                self.received += len(message.get("body", b""))
+                if self.received > MAX_REQUEST_BYTES:
+                    self.refuse(too_large())
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if self.refusal is not None and not self.started:
+                self.started = True
+                await self.refusal(scope, receive, send)
+            if self.refusal is not None:
+                return  # the app's answer after a refusal goes nowhere
+            self.started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if self.refusal is None:
+                raise
+        if self.refusal is not None and not self.started:
+            self.started = True
+            await self.refusal(scope, receive, send)
+
+    def refuse(self, response: JSONResponse) -> None:
+        if self.refusal is None and not self.started:
+            self.refusal = response
 
 
 def create_app(api_key: str | None = None, backend: Backend | None = None, guarded: tuple[str, ...] = ("/",)

@@ -4,6 +4,7 @@ concurrent clients whose answers all equal `zoo.load(...).predict`."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -52,9 +53,9 @@ def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float, log: 
     raise AssertionError(f"the server did not answer /healthz within {seconds} s: {output[-3000:]}")
 
 
-def start(*options: str) -> Iterator[str]:
+def start(*options: str, env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
-    env = {**os.environ, "ZOO_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)}
+    env = {**os.environ, "ZOO_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES), **(env or {})}
     server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--port", str(port), "--device", "cpu",
                                *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -74,6 +75,33 @@ def url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def keyed_url() -> Iterator[str]:
     yield from start("--api-key", "s3cret")
+
+
+@pytest.fixture(scope="module")
+def damaged_home(tmp_path_factory) -> Path:
+    """A ZOO_HOME folder: `cnn` copied with its weights cut short, `broken` whose card.json is not JSON, and
+    `edited`, a copy of cnn whose card was edited."""
+    home = tmp_path_factory.mktemp("zoo-home")
+    shutil.copytree(zoo.registry.PACKAGE_MODELS / "cnn", home / "cnn")
+    weights = home / "cnn" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    (home / "broken").mkdir()
+    (home / "broken" / "card.json").write_text("{not json")
+    shutil.copytree(zoo.registry.PACKAGE_MODELS / "cnn", home / "edited")
+    card = home / "edited" / "card.json"
+    card.write_text(card.read_text().replace('"labels": [', '"labels": [ ', 1))
+    return home
+
+
+@pytest.fixture(scope="module")
+def damaged_url(damaged_home) -> Iterator[str]:
+    yield from start(env={"ZOO_HOME": str(damaged_home)})
+
+
+def assert_path_free(text: str, *folders: Path) -> None:
+    """No folder of this machine (the checkout, the home directory, `folders`) in `text`."""
+    for folder in (ROOT, Path.home(), zoo.models_root(), *folders):
+        assert str(folder) not in text and str(folder.resolve()) not in text, (folder, text)
 
 
 def files(field: str, paths: list[Path]) -> list[tuple[str, tuple[str, bytes]]]:
@@ -205,6 +233,15 @@ def test_a_chunked_body_over_the_cap_is_refused_while_it_is_read(url):
 def test_an_unknown_model_is_404(url):
     response = httpx.post(f"{url}/v1/models/no-such-model/predict", files=files("image", EXAMPLES[:1]))
     assert response.status_code == 404 and "no model named" in response.json()["detail"]
+
+
+def test_error_answers_carry_no_paths_of_the_server(url, damaged_url, damaged_home):
+    unknown = httpx.post(f"{url}/v1/models/no-such-model/predict", files=files("image", EXAMPLES[:1]))
+    assert unknown.status_code == 404
+    assert_path_free(unknown.text)
+    damaged = httpx.post(f"{damaged_url}/v1/models/cnn/predict", files=files("image", EXAMPLES[:1]))
+    assert damaged.status_code == 500 and "model.safetensors" in damaged.json()["detail"], damaged.text
+    assert_path_free(damaged.text, damaged_home)
 
 
 def test_the_api_key_is_required_when_set(keyed_url):

@@ -20,8 +20,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import logging
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -33,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .errors import ImageError, UnknownModelError, ZooError
 from .model import Model, Prediction, concatenated, load
 from .preprocess import ImageInput
-from .registry import list_models, read_card
+from .registry import HOME_ENV, PACKAGE_MODELS, list_models, models_root, read_card
 
 MAX_IMAGES = 64
 #: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
@@ -48,6 +52,9 @@ MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
 API_KEY_ENV = "ZOO_API_KEY"
 #: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
 API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json")
+
+
+LOG = logging.getLogger("zoo.serve")
 
 
 class ServeError(ZooError):
@@ -243,9 +250,15 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     app.add_middleware(Guard, api_key=api_key, guarded=guarded)
 
     @app.exception_handler(ZooError)
-    async def zoo_error(_: Request, exc: ZooError) -> JSONResponse:
+    async def zoo_error(request: Request, exc: ZooError) -> JSONResponse:
         status = 404 if isinstance(exc, UnknownModelError) else 422 if isinstance(exc, ImageError) else 500
-        return JSONResponse({"detail": str(exc)}, status)
+        if status == 500:
+            LOG.warning("%s %s: %s", request.method, request.url.path, exc)  # the full message, paths included
+        return JSONResponse({"detail": public_message(str(exc))}, status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": public_message(str(exc.detail))}, exc.status_code, headers=exc.headers)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -291,6 +304,39 @@ async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[
     if counts.pop() > MAX_IMAGES:
         raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.")
     return columns[0] if n_inputs == 1 else list(zip(*columns))
+
+
+#: An absolute path left in a message once the known folders are named: POSIX (after a space, quote, bracket,
+#: '=', ',' or at the start) or Windows (a drive letter).
+_ABSOLUTE_PATH = re.compile(r"""(?<![^\s'"(\[=,])/[^\s'"/]+(?:/[^\s'"/]+)*|\b[A-Za-z]:\\[^\s'"]+""")
+
+
+def public_message(message: str) -> str:
+    """`message` without this machine's paths, for a client: the package's models folder, the models home and the
+    home directory named as `<package models>`, `<ZOO_HOME>` (or `<models home>`) and `~`, any other absolute
+    path reduced to `<path>/` and its last part. The server logs the full message where it matters."""
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home directory
+        home = None
+    places = [(PACKAGE_MODELS, "<package models>"),
+              (models_root(), f"<{HOME_ENV}>" if os.environ.get(HOME_ENV) else "<models home>"),
+              (Path(tempfile.gettempdir()), "<tmp>"), (home, "~")]
+    named = {}
+    for folder, label in places:
+        if folder is None:
+            continue
+        for spelling in {str(folder), str(folder.resolve())}:
+            if len(spelling) > 1:
+                named.setdefault(spelling, label)
+    for spelling in sorted(named, key=len, reverse=True):  # the deepest folder first
+        message = message.replace(spelling, named[spelling])
+    return _ABSOLUTE_PATH.sub(_last_part, message)
+
+
+def _last_part(match: re.Match) -> str:
+    path = match.group().rstrip("/.,;:)")
+    return "<path>/" + re.split(r"[/\\]", path)[-1] + match.group()[len(path):]
 
 
 #: How the `refine` field (form or query) may say yes or no.

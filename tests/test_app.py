@@ -6,6 +6,7 @@ models, deformable-cnn's offsets.onnx, and car/plane stand-ins while no car/plan
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
@@ -147,6 +148,31 @@ def test_tabs_without_models_say_so(tmp_path, monkeypatch):
     assert tabs == ["Car or plane", "CIFAR-10", "Changer", "loner", "Models"]
     api_names = {fn.api_name for fn in demo.fns.values()}
     assert {"cifar10", "loner"} <= api_names and not {"carplane", "changer"} & api_names
+
+
+def test_the_demo_starts_without_the_damaged_models(tmp_path, monkeypatch):
+    """A model whose weights are damaged and one whose card is: the demo starts with the others, leaves both out
+    of their tabs, and the Models tab says each is unavailable and why (zoo's message)."""
+    (tmp_path / "deformable-cnn").symlink_to(PACKAGE_MODELS / "deformable-cnn", target_is_directory=True)
+    shutil.copytree(PACKAGE_MODELS / "cnn", tmp_path / "cnn")
+    weights = tmp_path / "cnn" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-16] + bytes(16))
+    shutil.copytree(PACKAGE_MODELS / "cnn", tmp_path / "broken")
+    (tmp_path / "broken" / "card.json").write_text("{not json")
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))
+    monkeypatch.setattr(zoo.registry, "PACKAGE_MODELS", tmp_path / "no-package-models")  # the home's models only
+    with pytest.raises(zoo.ZooError) as damaged:
+        zoo.load("cnn", registry_only=True)
+    demo = load_app().build_demo()
+    tabs = [block.label for block in demo.blocks.values() if type(block).__name__ == "Tab"]
+    assert tabs == ["Car or plane", "CIFAR-10", "Changer", "Models"]
+    labels = [block.label for block in demo.blocks.values() if type(block).__name__ == "Label"]
+    assert any(label.startswith("deformable-cnn") for label in labels)
+    assert not any(label.startswith(("cnn", "broken")) for label in labels)
+    texts = "\n".join(str(block.value) for block in demo.blocks.values() if type(block).__name__ == "Markdown")
+    assert str(damaged.value) in texts
+    assert "broken" in texts and "card.json is unreadable or damaged" in texts
+    assert sum("unavailable" in line for line in texts.splitlines()) >= 2
 
 
 def test_sampling_points_are_where_deform_conv_samples():

@@ -60,6 +60,37 @@ def test_list_shows_a_model_of_your_own_in_zoo_home(tmp_path):
     assert out.returncode == 0 and rows == {**{name: "embedded" for name in zoo.list()}, "my-cnn": "local"}
 
 
+def test_list_shows_the_other_models_when_a_card_is_broken(tmp_path, monkeypatch):
+    """One damaged card.json in ZOO_HOME: that model's row says unavailable, every other model is listed, the
+    reason is zoo's message without the folder's path, and the exit status stays 0."""
+    shutil.copytree(PACKAGE_MODELS / "cnn", tmp_path / "my-cnn")
+    shutil.copytree(PACKAGE_MODELS / "cnn", tmp_path / "broken-cnn")
+    (tmp_path / "broken-cnn" / "card.json").write_text("{not json")
+    out = run("list", env={"ZOO_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert header.split() == ["name", "task", "input", "test", "acc", "size", "where"]
+    cells = {row.split()[0]: row.split() for row in rows}
+    assert {name: row[-1] for name, row in cells.items()} \
+        == {**{name: "embedded" for name in zoo.list()}, "my-cnn": "local", "broken-cnn": "local"}
+    assert cells["broken-cnn"][1] == "unavailable" and cells["my-cnn"][1] == "image-classification"
+    assert "broken-cnn" in out.stderr and "card.json is unreadable or damaged" in out.stderr
+    assert "Traceback" not in out.stderr and str(tmp_path) not in out.stdout + out.stderr
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path))  # the demo's Models tab reads the same rows
+    summaries = {row[0]: row for row in zoo.cli.model_summaries()}
+    assert summaries["broken-cnn"][1] == "unavailable" and summaries["my-cnn"][1] == "image-classification"
+
+
+def test_list_exits_1_when_no_card_can_be_read(tmp_path):
+    for name in zoo.list():  # a damaged card of each name in ZOO_HOME hides the package's
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text("[]")
+    out = run("list", env={"ZOO_HOME": str(tmp_path)})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert {row.split()[1] for row in out.stdout.splitlines()[1:]} == {"unavailable"}
+    assert "no model's card can be read" in out.stderr
+
+
 def test_info_prints_the_card():
     out = run("info", SHIPPED[0])
     assert out.returncode == 0

@@ -3,7 +3,8 @@
 
 Tabs come from the registry: every model on this machine whose card names a demo group
 (`card.demo`) appears in that group's tab, a model without one gets a tab of its own, and
-the Models tab shows every card. The named endpoints are the groups' names (/carplane, /cifar10,
+the Models tab shows every card. A model whose card or files are damaged is left out of its tab, and the Models tab
+says why; the others are served. The named endpoints are the groups' names (/carplane, /cifar10,
 /changer).
 """
 from __future__ import annotations
@@ -88,11 +89,23 @@ def on_this_machine() -> list[str]:
     return [name for name in zoo.list() if registry.source(name) != registry.FETCHABLE]
 
 
-def load_groups() -> dict[str, list[zoo.Model]]:
-    """Models by demo group, the DEMOS first (empty where none is here), then the rest in registry order."""
+def load_groups(unavailable: dict[str, str] | None = None) -> dict[str, list[zoo.Model]]:
+    """Models by demo group, the DEMOS first (empty where none is here), then the rest in registry order.
+
+    A model whose card or files are damaged is left out, its name and zoo's message put in `unavailable`
+    (when given): one damaged model does not keep the demo from starting with the others."""
     groups: dict[str, list[zoo.Model]] = defaultdict(list, {group: [] for group in DEMOS})
     for name in on_this_machine():
-        groups[registry.read_card(name).demo or name].append(zoo.load(name, registry_only=True))
+        card = registry.card_or_error(name)
+        try:
+            if isinstance(card, zoo.ZooError):
+                raise card
+            model = zoo.load(name, registry_only=True)
+        except zoo.ZooError as exc:
+            if unavailable is not None:
+                unavailable[name] = str(exc)
+            continue
+        groups[card.demo or name].append(model)
     return dict(groups)
 
 
@@ -295,14 +308,27 @@ def card_text(card: zoo.ModelCard) -> str:
     return f"{text}\n\n| file | size |\n| --- | --- |\n{files}\n| **total** | **{card.size_bytes / 1e6:.1f} MB** |"
 
 
-def models_tab() -> None:
-    rows = model_summaries()
+def models_tab(unavailable: dict[str, str]) -> None:
+    """Every model's card; a model in `unavailable` (name -> zoo's message), or whose card cannot be read, says so."""
+    errors = {name: str(error) for name in zoo.list()
+              if isinstance(error := registry.card_or_error(name), zoo.ZooError)}
+    unavailable = {**unavailable, **errors}
+    rows = [(name, "unavailable", *rest[1:]) if name in unavailable else (name, *rest)
+            for name, *rest in model_summaries()]
     table = "\n".join("| " + " | ".join(row) + " |" for row in [SUMMARY_HEADER, ("---",) * len(SUMMARY_HEADER), *rows])
     gr.Markdown(f"Every model (`zoo list`): where its files are, and the card of each.\n\n{table}")
+    if unavailable:
+        reasons = "\n".join(f"- `{name}` is unavailable: {reason}" for name, reason in unavailable.items())
+        gr.Markdown(f"**Left out of the demo**, their card or files cannot be used:\n\n{reasons}",
+                    elem_id="models-unavailable")
     for name in zoo.list():
-        card = registry.read_card(name)
-        folder = registry.card_dir(name)
-        with gr.Accordion(name, open=False):
+        card = registry.card_or_error(name)
+        with gr.Accordion(f"{name} (unavailable)" if name in unavailable else name, open=False):
+            if name in unavailable:
+                gr.Markdown(f"**`{name}` is unavailable:** {unavailable[name]}")
+            if isinstance(card, zoo.ZooError):
+                continue
+            folder = registry.card_dir(name)
             gr.Markdown(card_text(card))
             with gr.Row():
                 for title, plot in card.plots.items():
@@ -312,7 +338,8 @@ def models_tab() -> None:
 
 
 def build_demo() -> gr.Blocks:
-    groups = load_groups()
+    unavailable: dict[str, str] = {}
+    groups = load_groups(unavailable)
     with gr.Blocks(title="Model zoo", analytics_enabled=False) as demo:
         gr.Markdown("# Model zoo\nONNX models run by onnxruntime; every figure comes from the model's card. "
                     "Each prediction shows the provider it ran on and its latency.")
@@ -330,7 +357,7 @@ def build_demo() -> gr.Blocks:
                 else:
                     classification_tab(group, models)
         with gr.Tab("Models", id="models"):
-            models_tab()
+            models_tab(unavailable)
     return demo
 
 

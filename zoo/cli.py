@@ -21,16 +21,35 @@ EXIT_ERROR = 1  # argparse exits 2 on usage errors
 SUMMARY_HEADER = ("name", "task", "input", "test acc", "size", "where")
 
 
+UNAVAILABLE = "unavailable"  # the task cell of a model whose card cannot be read
+
+
 def model_summaries() -> list[tuple[str, ...]]:
     """One row per model, in registry order (SUMMARY_HEADER's columns); the app's Models tab shows the same.
-    "where": embedded in the package, downloaded (cached), to download on first use, or a local model of your own."""
+    "where": embedded in the package, downloaded (cached), to download on first use, or a local model of your own.
+    A model whose card cannot be read has UNAVAILABLE as its task and "-" for its figures (`unavailable_models`
+    says why); the others are listed as usual."""
     rows = []
     for name in list_models():
-        c = registry.read_card(name)
+        c = registry.card_or_error(name)
+        try:
+            where = registry.source(name)
+        except (ZooError, OSError):
+            where = "-"
+        if isinstance(c, ZooError):
+            rows.append((name, UNAVAILABLE, "-", "-", "-", where))
+            continue
         inputs = " + ".join(f"{s.height}x{s.width}" for s in c.inputs)
         acc = f"{c.headline_accuracy:.2%}" if c.headline_accuracy is not None else "-"
-        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB", registry.source(name)))
+        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB", where))
     return rows
+
+
+def unavailable_models() -> dict[str, str]:
+    """The models whose card cannot be read, in registry order: name -> zoo's message, without the model's folder."""
+    errors = {name: registry.card_or_error(name) for name in list_models()}
+    return {name: registry.without_folder(str(error), name) for name, error in errors.items()
+            if isinstance(error, ZooError)}
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -42,6 +61,12 @@ def cmd_list(_: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_HEADER))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for name, reason in unavailable_models().items():
+        print(f"zoo: {name} is {UNAVAILABLE}: {reason}", file=sys.stderr)
+    if all(row[1] == UNAVAILABLE for row in rows):
+        print(f"zoo: error: no model's card can be read (in the package or in {models_root()}, ZOO_HOME).",
+              file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -202,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo", description="Run the zoo's ONNX models.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the models: name, task, input, test accuracy, size, and where their files are "
-                                "(embedded, cached, download, local)").set_defaults(run=cmd_list)
+                                "(embedded, cached, download, local)",
+                   description="List every model: name, task, input, test accuracy, size, and where its files are "
+                               "(embedded, cached, download, local). A model whose card cannot be read is listed as "
+                               "unavailable, and why is said on stderr; the exit status is 0 when at least one "
+                               "model's card was read (or there are no models), 1 when none could be."
+                   ).set_defaults(run=cmd_list)
     info = sub.add_parser("info", help="a model's card, as JSON")
     info.add_argument("name")
     info.set_defaults(run=cmd_info)

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from .card import ModelCard
-from .errors import ModelFileError, UnknownModelError
+from .errors import ModelFileError, UnknownModelError, ZooError
 from .files import CARD_FILE
 from .release import DISTRIBUTION, INDEX_FILE, VERSION, read_index
 
@@ -135,6 +135,26 @@ def card_dir(name: str) -> Path:
 def read_card(name: str) -> ModelCard:
     """The card of registry name `name` (never a path), without fetching anything."""
     return ModelCard.read(card_dir(name))
+
+
+def card_or_error(name: str) -> ModelCard | ZooError:
+    """The card of registry name `name` as `read_card` reads it, or the ZooError saying why it cannot be read
+    (an unknown name, a card that is missing, unreadable or damaged), returned rather than raised: for listings
+    that show every model and mark the unreadable ones instead of stopping at the first."""
+    try:
+        return read_card(name)
+    except ZooError as exc:
+        return exc
+    except OSError as exc:  # the folder itself unreadable (permissions, a vanished mount)
+        return ModelFileError(f"model {name!r} cannot be read: {exc}")
+
+
+def without_folder(message: str, name: str) -> str:
+    """`message` (a ZooError's text about model `name`) with the folders of `name` dropped from its paths:
+    `card.json is damaged ...` rather than `/home/.../name/card.json is damaged ...`, for tables and logs."""
+    for root in (models_root(), PACKAGE_MODELS):
+        message = message.replace(f"{root / name}{os.sep}", "").replace(str(root / name), name)
+    return message
 
 
 def model_dir(name: str) -> Path:

@@ -4,6 +4,7 @@ concurrent clients whose answers all equal `zoo.load(...).predict`."""
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -185,6 +186,7 @@ def test_the_bad_input_corpus_gets_4xx_with_zoos_message_over_http(url, tmp_path
     ([], 400, "multipart file field"),
     ([("image", ("big.png", b"\0" * (MAX_REQUEST_BYTES + 1)))], 413, "ZOO_MAX_REQUEST_BYTES"),
     ([("image", ("x.jpg", EXAMPLES[0].read_bytes()))] * 65, 413, "at most 64"),
+    ([("image", ("x.jpg", EXAMPLES[0].read_bytes()))] * 129, 413, "at most 64"),
     ([("a", ("x.jpg", PAIR[0].read_bytes()))], 400, "as many"),
 ])
 def test_malformed_requests_say_why(url, request_files, status, message):
@@ -194,14 +196,17 @@ def test_malformed_requests_say_why(url, request_files, status, message):
     assert response.status_code == status and message in response.json()["detail"]
 
 
-def raw_exchange(url: str, head: bytes, body_parts: Iterator[bytes] = iter(()), seconds: float = 15) -> bytes:
-    """Send `head` and then `body_parts` over one socket (stopping when the server closes it), and read the answer
-    (for at most `seconds`)."""
+def raw_exchange(url: str, head: bytes, body_parts: Iterator[bytes] = iter(()), seconds: float = 15,
+                 pause: float = 0) -> bytes:
+    """Send `head` and then `body_parts` (`pause` seconds apart) over one socket, stopping when the server answers
+    or closes it, and read the answer (for at most `seconds`)."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=seconds) as connection:
         try:
             connection.sendall(head)
             for part in body_parts:
+                if select.select([connection], [], [], pause)[0]:
+                    break  # the server answered (or closed): send no more
                 connection.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -230,6 +235,36 @@ def test_a_chunked_body_over_the_cap_is_refused_while_it_is_read(url):
     assert answer.startswith(b"HTTP/1.1 413") and b"ZOO_MAX_REQUEST_BYTES" in answer, answer[:300]
 
 
+@pytest.fixture(scope="module")
+def slow_url() -> Iterator[str]:
+    yield from start(env={"ZOO_READ_TIMEOUT": "1", "ZOO_ALLOWED_HOSTS": "127.0.0.1,zoo.internal"})
+
+
+def test_a_client_that_sends_its_headers_byte_by_byte_is_cut_off(slow_url):
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 40 + b"\r\n\r\n"
+    answer = raw_exchange(slow_url, b"", (bytes([byte]) for byte in head), seconds=5, pause=0.05)
+    assert answer.startswith(b"HTTP/1.1 408") and b"ZOO_READ_TIMEOUT" in answer, answer[:300]
+
+
+def test_a_client_that_sends_its_body_byte_by_byte_is_cut_off(slow_url):
+    head = (b"POST /v1/models/cnn/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+            b'--b\r\nContent-Disposition: form-data; name="image"; filename="x"\r\n\r\n')
+    answer = raw_exchange(slow_url, head, (b"\0" for _ in range(60)), seconds=5, pause=0.05)
+    assert answer.startswith(b"HTTP/1.1 408") and b"ZOO_READ_TIMEOUT" in answer, answer[:300]
+
+
+def test_on_the_loopback_only_its_host_names_are_answered(url, slow_url):
+    port = url.rpartition(":")[2]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "LOCALHOST"):
+        assert httpx.get(f"{url}/v1/models", headers={"Host": host}).status_code == 200, host
+    for host in (f"rebound.example:{port}", "rebound.example", "127.0.0.1.rebound.example"):
+        refused = httpx.get(f"{url}/v1/models", headers={"Host": host})
+        assert refused.status_code == 400 and "ZOO_ALLOWED_HOSTS" in refused.json()["detail"], host
+    assert httpx.get(f"{slow_url}/v1/models", headers={"Host": "zoo.internal:80"}).status_code == 200
+    assert httpx.get(f"{slow_url}/v1/models", headers={"Host": "localhost"}).status_code == 400
+
+
 def test_an_unknown_model_is_404(url):
     response = httpx.post(f"{url}/v1/models/no-such-model/predict", files=files("image", EXAMPLES[:1]))
     assert response.status_code == 404 and "no model named" in response.json()["detail"]
@@ -246,6 +281,10 @@ def test_error_answers_carry_no_paths_of_the_server(url, damaged_url, damaged_ho
 
 def test_the_api_key_is_required_when_set(keyed_url):
     assert httpx.get(f"{keyed_url}/healthz").status_code == 200
+    assert httpx.head(f"{keyed_url}/healthz").status_code == 200
+    for scheme in ("bearer", "BEARER", "Bearer"):  # the scheme is case-insensitive
+        assert httpx.get(f"{keyed_url}/v1/models", headers={"Authorization": f"{scheme} s3cret"}).status_code == 200
+    assert httpx.get(f"{keyed_url}/v1/models", headers={"Authorization": "Basic s3cret"}).status_code == 401
     assert httpx.get(f"{keyed_url}/v1/models").status_code == 401
     assert httpx.get(f"{keyed_url}/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
     good = httpx.get(f"{keyed_url}/v1/models", headers={"Authorization": "Bearer s3cret"})

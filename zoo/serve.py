@@ -49,6 +49,13 @@ BATCH_POLL = 0.0005
 #: The largest request body accepted (ZOO_MAX_REQUEST_BYTES): a Content-Length over it is refused before the body
 #: is read, and any body (chunked too) is counted as it is read and refused as soon as it passes it.
 MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
+#: Seconds a client has to send a request's headers (from its first byte, or the connection's start) and then
+#: its whole body (ZOO_READ_TIMEOUT): a client that sends them byte by byte is answered 408 and cut off.
+READ_TIMEOUT = float(os.environ.get("ZOO_READ_TIMEOUT", 60))
+#: Host names a server on the loopback answers (ZOO_ALLOWED_HOSTS, comma-separated, "*" for any), besides the
+#: address it listens on: a page that rebinds its own DNS name to 127.0.0.1 does not reach the API.
+ALLOWED_HOSTS_ENV = "ZOO_ALLOWED_HOSTS"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 API_KEY_ENV = "ZOO_API_KEY"
 #: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
 API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json")
@@ -166,8 +173,11 @@ class Guard:
     MAX_REQUEST_BYTES, before the app reads it. A plain ASGI middleware: FastAPI's `@app.middleware` costs a
     task group per request."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, guarded: tuple[str, ...] = ("/",)) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, guarded: tuple[str, ...] = ("/",),
+                 allowed_hosts: tuple[str, ...] | None = None) -> None:
         self.app, self.api_key, self.guarded = app, api_key, guarded
+        self.allowed_hosts = None if allowed_hosts is None or "*" in allowed_hosts else \
+            {host.strip().strip("[]").lower() for host in allowed_hosts}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -180,9 +190,13 @@ class Guard:
         await BodyLimits(self.app).run(scope, receive, send)
 
     def refusal(self, path: str, headers: Headers) -> JSONResponse | None:
+        if self.allowed_hosts is not None and host_name(headers.get("host", "")) not in self.allowed_hosts:
+            return JSONResponse({"detail": f"this server does not answer for that Host header ({ALLOWED_HOSTS_ENV} "
+                                           "lists the names it answers)"}, 400)
         if self.api_key is not None and path != "/healthz" and path.startswith(self.guarded):
-            given = headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+            scheme, _, token = headers.get("authorization", "").strip().partition(" ")
+            # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
+            if not (hmac.compare_digest(token.strip().encode(), self.api_key.encode()) & (scheme.lower() == "bearer")):
                 return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
@@ -190,27 +204,52 @@ class Guard:
         return None
 
 
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port: `[::1]:8000` -> `::1`, `Example.org:80` -> `example.org`."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def too_large() -> JSONResponse:
-    return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413)
+    return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413,
+                        headers={"Connection": "close"})
+
+
+def too_slow() -> JSONResponse:
+    return JSONResponse({"detail": f"the request's body took over {READ_TIMEOUT:g} s to arrive (ZOO_READ_TIMEOUT)"},
+                        408, headers={"Connection": "close"})
 
 
 class BodyLimits:
-    """One request's body as the app reads it, counted: past MAX_REQUEST_BYTES (chunked or not, whatever
-    Content-Length said) the app is told the client left, nothing more is read, and the client gets 413 instead
-    of the app's answer (unless the app had already begun to answer)."""
+    """One request's body as the app reads it, counted and timed: past MAX_REQUEST_BYTES (chunked or not, whatever
+    Content-Length said) or READ_TIMEOUT seconds, the app is told the client left, nothing more is read, and the
+    client gets 413 or 408 instead of the app's answer (unless the app had already begun to answer)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.received = 0
         self.refusal: JSONResponse | None = None
         self.started = False  # whether a response (the app's or the refusal) has begun
+        self.body_done = False
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_TIMEOUT
+
         async def counted_receive() -> dict:
             if self.refusal is not None:
                 return {"type": "http.disconnect"}
-            message = await receive()
+            if self.body_done:  # only a disconnect can come now: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                self.refuse(too_slow())
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
+                self.body_done = not message.get("more_body", False)
                 self.received += len(message.get("body", b""))
                 if self.received > MAX_REQUEST_BYTES:
                     self.refuse(too_large())
@@ -240,14 +279,15 @@ class BodyLimits:
             self.refusal = response
 
 
-def create_app(api_key: str | None = None, backend: Backend | None = None, guarded: tuple[str, ...] = ("/",)
-               ) -> FastAPI:
+def create_app(api_key: str | None = None, backend: Backend | None = None, guarded: tuple[str, ...] = ("/",),
+               allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
     """The API over the models in `zoo.list()`, run by `backend` (default: `LocalModels()`); `api_key`: required
-    as a bearer token on every path that starts with one of `guarded` (all by default) but /healthz."""
+    as a bearer token on every path that starts with one of `guarded` (all by default) but /healthz;
+    `allowed_hosts`: the Host header names answered (None: any; see `allowed_hosts`)."""
     app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version="1")
     models_here = backend or LocalModels()
 
-    app.add_middleware(Guard, api_key=api_key, guarded=guarded)
+    app.add_middleware(Guard, api_key=api_key, guarded=guarded, allowed_hosts=allowed_hosts)
 
     @app.exception_handler(ZooError)
     async def zoo_error(request: Request, exc: ZooError) -> JSONResponse:
@@ -260,7 +300,7 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": public_message(str(exc.detail))}, exc.status_code, headers=exc.headers)
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -288,6 +328,8 @@ async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[
     try:
         form = await request.form(max_files=2 * MAX_IMAGES, max_fields=2 * MAX_IMAGES)
     except Exception as exc:  # noqa: BLE001 - starlette's parser says what was malformed
+        if str(getattr(exc, "detail", exc)).startswith(("Too many files", "Too many fields")):
+            raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.") from None
         raise HTTPException(400, f"the request is not a readable multipart form ({exc}).") from None
     names = ("image",) if n_inputs == 1 else ("a", "b")
     columns = []
@@ -368,8 +410,61 @@ def check_binding(host: str, api_key: str | None, no_auth: bool) -> None:
                          "or --no-auth to serve without one.")
 
 
+def allowed_hosts(host: str) -> tuple[str, ...] | None:
+    """The Host header names a server listening on `host` answers: $ZOO_ALLOWED_HOSTS if set (comma-separated;
+    "*": any), else on the loopback its names and `host`, beyond it any (None)."""
+    listed = os.environ.get(ALLOWED_HOSTS_ENV)
+    if listed is not None:
+        return tuple(name.strip() for name in listed.split(",") if name.strip())
+    return (*LOOPBACK_HOSTS, host) if loopback(host) else None
+
+
+def timed_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, which waits for a request's headers as long as they take, with a limit: headers
+    not complete `seconds` after the connection opened (or after the first byte following an answer) are
+    answered 408 and the connection closed."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    body = b'{"detail":"the request\'s headers took too long to arrive (ZOO_READ_TIMEOUT)"}'
+    answer = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+              b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+    class TimedH11Protocol(H11Protocol):
+        header_timer: asyncio.TimerHandle | None = None
+
+        def waiting_for_headers(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.header_timer = self.loop.call_later(seconds, self.headers_too_slow)
+
+        def data_received(self, data: bytes) -> None:
+            if self.header_timer is None and self.waiting_for_headers():
+                self.header_timer = self.loop.call_later(seconds, self.headers_too_slow)
+            super().data_received(data)
+            if self.header_timer is not None and not self.waiting_for_headers():
+                self.header_timer.cancel()
+                self.header_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+            super().connection_lost(exc)
+
+        def headers_too_slow(self) -> None:
+            self.header_timer = None
+            if self.waiting_for_headers() and not self.transport.is_closing():
+                self.transport.write(answer)
+                self.transport.close()
+
+    return TimedH11Protocol
+
+
 def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str = "auto") -> None:
     import uvicorn
 
     check_binding(host, api_key, no_auth)
-    uvicorn.run(create_app(api_key, LocalModels(device)), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(create_app(api_key, LocalModels(device), allowed_hosts=allowed_hosts(host)), host=host, port=port,
+                log_level="warning", access_log=False, http=timed_protocol(READ_TIMEOUT))

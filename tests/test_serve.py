@@ -279,6 +279,26 @@ def test_error_answers_carry_no_paths_of_the_server(url, damaged_url, damaged_ho
     assert_path_free(damaged.text, damaged_home)
 
 
+def test_a_damaged_model_is_listed_as_unavailable_and_the_others_as_usual(damaged_url, damaged_home):
+    response = httpx.get(f"{damaged_url}/v1/models")
+    assert response.status_code == 200, response.text
+    listed = {entry["name"]: entry for entry in response.json()["models"]}
+    assert set(zoo.list()) | {"broken", "edited"} <= set(listed)
+    broken = listed.pop("broken")
+    assert broken["available"] is False and "card.json" in broken["reason"]
+    assert_path_free(broken["reason"], damaged_home)
+    assert all(entry["available"] and entry["labels"] for entry in listed.values())
+
+
+def test_a_card_is_served_only_once_checked(damaged_url, damaged_home):
+    assert httpx.get(f"{damaged_url}/v1/models/changer").json() == zoo.card("changer").to_dict()
+    for name in ("edited", "broken", "cnn"):  # an edited card, one that is not JSON, weights cut short
+        response = httpx.get(f"{damaged_url}/v1/models/{name}")
+        assert response.status_code >= 400 and "labels" not in response.json(), (name, response.text)
+        assert_path_free(response.text, damaged_home)
+    assert "card.json" in httpx.get(f"{damaged_url}/v1/models/edited").json()["detail"]
+
+
 def test_the_api_key_is_required_when_set(keyed_url):
     assert httpx.get(f"{keyed_url}/healthz").status_code == 200
     assert httpx.head(f"{keyed_url}/healthz").status_code == 200

@@ -37,7 +37,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .errors import ImageError, UnknownModelError, ZooError
 from .model import Model, Prediction, concatenated, load
 from .preprocess import ImageInput
-from .registry import HOME_ENV, PACKAGE_MODELS, list_models, models_root, read_card
+from .card import ModelCard
+from .errors import ModelFileError
+from .files import CARD_FILE, GRAPH_FILE
+from .registry import (HOME_ENV, PACKAGE_MODELS, card_dir, card_or_error, index, list_models, models_root,
+                       without_folder)
+from .runtime import onnx_metadata, sha256_file, verify_card, verify_files
 
 MAX_IMAGES = 64
 #: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
@@ -306,13 +311,11 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
 
     @app.get("/v1/models")
     async def models() -> dict[str, list[dict[str, Any]]]:
-        cards = [read_card(name) for name in list_models()]
-        return {"models": [{"name": c.name, "task": c.task, "inputs": [vars(s) for s in c.inputs],
-                            "labels": list(c.labels), "test_accuracy": c.headline_accuracy} for c in cards]}
+        return {"models": [listing(name, card_or_error(name)) for name in list_models()]}
 
     @app.get("/v1/models/{name}")
     async def model_card(name: str) -> dict[str, Any]:
-        return read_card(name).to_dict()
+        return (await asyncio.to_thread(checked_card, name)).to_dict()
 
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> JSONResponse:
@@ -321,6 +324,46 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
         return JSONResponse({"predictions": [p.to_dict() for p in await models_here.predict(name, items, refine)]})
 
     return app
+
+
+def listing(name: str, card: ModelCard | ZooError) -> dict[str, Any]:
+    """A model's entry in GET /v1/models; one whose card cannot be read is listed as unavailable, with the reason."""
+    if isinstance(card, ZooError):
+        LOG.warning("model %r is unavailable: %s", name, card)
+        return {"name": name, "available": False, "reason": public_message(without_folder(str(card), name))}
+    return {"name": name, "available": True, "task": card.task, "inputs": [vars(s) for s in card.inputs],
+            "labels": list(card.labels), "test_accuracy": card.headline_accuracy}
+
+
+#: Model folders whose files were checked, with the size and modification time of each file when they were.
+_checked: dict[Path, tuple] = {}
+
+
+def checked_card(name: str) -> ModelCard:
+    """Model `name`'s card once it has passed the checks `zoo.load` makes (every file against the card's sha256
+    and size, the card against model.onnx's metadata), or ModelFileError. A card whose model's files are not
+    here yet (fetched on first use) is checked against the package's index instead. A folder is checked again
+    when one of its files changes size or modification time."""
+    folder = card_dir(name)
+    card = ModelCard.read(folder)
+    if not (folder / GRAPH_FILE).is_file():
+        recorded = index().get(name, {}).get(CARD_FILE, {}).get("sha256")
+        if recorded is None or sha256_file(folder / CARD_FILE) != recorded:
+            raise ModelFileError(f"{folder / CARD_FILE} differs from the card this release records for {name!r}: "
+                                 "it was edited or damaged; reinstall the package.")
+        return card
+    try:
+        stamp = tuple((relative, (folder / relative).stat().st_size, (folder / relative).stat().st_mtime_ns)
+                      for relative in sorted({CARD_FILE, *map(str, card.files)}))
+    except OSError:
+        stamp = None  # a listed file is missing: verify_files says which
+    if stamp is None or _checked.get(folder) != stamp:
+        _checked.pop(folder, None)
+        verify_files(folder, card)
+        verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
+        if stamp is not None:
+            _checked[folder] = stamp
+    return card
 
 
 async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[bytes, bytes]]:

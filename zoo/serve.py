@@ -1,8 +1,9 @@
 """`zoo serve`: the zoo as an HTTP JSON API (FastAPI + uvicorn, the `serve` extra), with OpenAPI docs at /docs.
 
-    GET  /healthz                      {"status": "ok"}
-    GET  /v1/models                    the models: name, task, inputs, labels, test accuracy
-    GET  /v1/models/{name}             the model's card
+    GET  /healthz                      {"status": "ok"} (also HEAD)
+    GET  /v1/models                    the models: name, task, inputs, labels, test accuracy; one whose card
+                                       cannot be read is listed as unavailable, with the reason
+    GET  /v1/models/{name}             the model's card, once checked as `zoo.load` checks it
     POST /v1/models/{name}/predict     multipart: `image` (repeated, up to MAX_IMAGES), or `a` and `b` for the
                                        changer; answers {"predictions": [...]}, one per image or pair, with the
                                        fields of `zoo predict --json` (label, score, probs; changes and params)
@@ -12,8 +13,11 @@
 Each request's images are decoded and checked on a worker thread (a bad one answers 4xx with zoo's message);
 then the requests waiting for a model are run as one onnxruntime batch (up to MAX_IMAGES inputs, gathered for
 at most BATCH_WAIT seconds). The server listens on the loopback unless told otherwise, and then only with an
-API key (a bearer token, compared in constant time) or an explicit `--no-auth`. The routes run over a
-`Backend`: `LocalModels` here, the Ray Serve deployment in `zoo.ray` on a cluster.
+API key (a bearer token, compared in constant time) or an explicit `--no-auth`; on the loopback it answers only
+the loopback's Host names (ZOO_ALLOWED_HOSTS). Request bodies are capped (ZOO_MAX_REQUEST_BYTES, 413) and headers
+and bodies must arrive in time (ZOO_READ_TIMEOUT, 408). Error answers carry no path of the server
+(`public_message`). The routes run over a `Backend`: `LocalModels` here, the Ray Serve deployment in `zoo.ray` on
+a cluster.
 """
 from __future__ import annotations
 
@@ -174,9 +178,10 @@ class LocalModels:
 
 
 class Guard:
-    """Refuses a request under `guarded` paths (but /healthz) without the API key, or any request over
-    MAX_REQUEST_BYTES, before the app reads it. A plain ASGI middleware: FastAPI's `@app.middleware` costs a
-    task group per request."""
+    """Refuses a request for a Host name not in `allowed_hosts` (400), one under `guarded` paths (but /healthz)
+    without the API key (401), or one whose Content-Length is over MAX_REQUEST_BYTES (413), before the app reads
+    it; then counts and times the body as the app reads it (`BodyLimits`). A plain ASGI middleware: FastAPI's
+    `@app.middleware` costs a task group per request."""
 
     def __init__(self, app: ASGIApp, api_key: str | None, guarded: tuple[str, ...] = ("/",),
                  allowed_hosts: tuple[str, ...] | None = None) -> None:

@@ -366,9 +366,10 @@ def serve_with_api(demo: gr.Blocks, host: str, port: int, api_key: str | None) -
     API's paths, the demo's pages stay as open as without --api."""
     import uvicorn
 
-    from zoo.serve import API_PATHS, LocalModels, create_app
+    from zoo.serve import API_PATHS, LocalModels, allowed_hosts, create_app
 
-    app = gr.mount_gradio_app(create_app(api_key, LocalModels(), guarded=API_PATHS), demo, path="/",
+    api = create_app(api_key, LocalModels(), guarded=API_PATHS, allowed_hosts=allowed_hosts(host))
+    app = gr.mount_gradio_app(api, demo, path="/",
                               max_file_size=MAX_FILE_SIZE, show_error=True,
                               allowed_paths=ALLOWED_PATHS)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -53,12 +53,16 @@ def safetensors_header(data: bytes | memoryview) -> tuple[dict[str, Any], int]:
     return json.loads(bytes(data[8:8 + header_size])), 8 + header_size
 
 
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """`safetensors_header` of the file `path`, reading only its header."""
+    with open(path, "rb") as handle:
+        size = handle.read(8)
+        return safetensors_header(size + handle.read(int.from_bytes(size, "little")))
+
+
 def _safetensors_offsets(path: Path) -> dict[str, tuple[int, int]]:
     """Absolute (offset, length) of every tensor's bytes in a safetensors file."""
-    with open(path, "rb") as handle:
-        header_size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(header_size))
-    base = 8 + header_size
+    header, base = _read_header(path)
     return {name: (base + entry["data_offsets"][0], entry["data_offsets"][1] - entry["data_offsets"][0])
             for name, entry in header.items() if name != "__metadata__"}
 
@@ -80,9 +84,7 @@ def stored_tensors(path: Path) -> dict[str, StoredTensor]:
     `training.checkpoint.weight_files`), by name, as stored."""
     found: dict[str, StoredTensor] = {}
     for file in weight_files(path):
-        with open(file, "rb") as handle:
-            size = handle.read(8)
-            header, base = safetensors_header(size + handle.read(int.from_bytes(size, "little")))
+        header, base = _read_header(file)
         for name, entry in header.items():
             if name == "__metadata__":
                 continue

@@ -39,10 +39,9 @@ from zoo.runtime import file_entry, onnx_metadata, session_options, verify_card,
 
 from .errors import ExportError
 from .report import model_readme
-from .stamp_card import repin_variants
+from .stamp_card import README_FILE, repin_variants
 from .weights import StoredTensor, _point_into, safetensors_header, stored_tensors
 
-README_FILE = "README.md"
 #: The shared file's one metadata entry: the models that hold it (a JSON list of names, sorted).
 SHARED_BY_KEY = "shared_by"
 #: Bytes per element of each safetensors dtype: tensors are laid out largest first, so each stays aligned.

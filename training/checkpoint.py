@@ -64,12 +64,13 @@ def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     Reads every file of `weight_files(path)`: a zoo model's tensors shared with other models included.
     """
     raw: dict[str, torch.Tensor] = {}
-    for file in weight_files(path):
+    files = weight_files(path)
+    for file in files:
         with safe_open(str(file), framework="pt") as handle:
             for key in handle.keys():
                 if key.startswith(prefix):
                     if key[len(prefix):] in raw:
-                        raise ValueError(f"{key} is stored twice among {[f.name for f in weight_files(path)]} "
+                        raise ValueError(f"{key} is stored twice among {[f.name for f in files]} "
                                          f"in {file.parent}: re-export the model")
                     raw[key[len(prefix):]] = handle.get_tensor(key)
     tensors = {}

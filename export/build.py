@@ -206,11 +206,16 @@ def sharing_partners(folder: Path) -> dict[str, list[str]]:
         card = ModelCard.read(folder)
     except ModelFileError:
         return {}
+    shared_files = card.weight_files[1:]
+    if not shared_files:
+        return {}
+    others = {other: _card_files(folder.parent / other) for other in list_models_in(folder.parent)
+              if other != card.name}  # each card read once, whatever the number of shared files
     partners: dict[str, list[str]] = {}
-    for shared_file in card.weight_files[1:]:
+    for shared_file in shared_files:
         sha256 = card.files[shared_file]["sha256"]
-        for other in list_models_in(folder.parent):
-            if other != card.name and _card_files(folder.parent / other).get(shared_file, {}).get("sha256") == sha256:
+        for other, files in others.items():
+            if files.get(shared_file, {}).get("sha256") == sha256:
                 partners.setdefault(shared_file, []).append(other)
     return partners
 

@@ -38,12 +38,11 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .errors import ImageError, UnknownModelError, ZooError
+from .card import ModelCard
+from .errors import ImageError, ModelFileError, UnknownModelError, ZooError
+from .files import CARD_FILE, GRAPH_FILE
 from .model import Model, Prediction, concatenated, load
 from .preprocess import ImageInput
-from .card import ModelCard
-from .errors import ModelFileError
-from .files import CARD_FILE, GRAPH_FILE
 from .registry import (HOME_ENV, PACKAGE_MODELS, card_dir, card_or_error, index, list_models, models_root,
                        without_folder)
 from .runtime import onnx_metadata, sha256_file, verify_card, verify_files

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from training.recipes import RECIPES
 from zoo.files import WEIGHTS_FILE
@@ -52,48 +54,59 @@ def quantize(argv: list[str]) -> None:
               f"{report['speedup_b1']:.2f}x at batch 1, {report['speedup_b64']:.2f}x at batch 64; {verdict}")
 
 
-def share(argv: list[str]) -> None:
+def models_parser(command: str, description: str, names_help: str) -> argparse.ArgumentParser:
+    """The parser of a subcommand that rewrites installed models: NAME [...] and --out."""
+    parser = argparse.ArgumentParser(prog=f"python -m export {command}", description=description)
+    parser.add_argument("names", nargs="+", help=names_help)
+    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")
+    return parser
+
+
+@contextmanager
+def refusals(parser: argparse.ArgumentParser) -> Iterator[None]:
+    """End the command with exit status 1 and the message of a ZooError raised inside (a refusal, or a model file
+    that is not as its card says: nothing of that model was changed), as argparse reports a usage error."""
     from zoo.errors import ZooError
+
+    try:
+        yield
+    except ZooError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+
+
+def share(argv: list[str]) -> None:
     from zoo.files import SHARED_WEIGHTS_FILE
 
     from .share import share_weights
 
-    parser = argparse.ArgumentParser(
-        prog="python -m export share",
-        description="Store the tensors that installed models hold with the same name, dtype, shape and bytes once, "
-                    "in a weight file that is the same in each model's folder and that each card lists; each "
-                    "model.safetensors keeps the rest and every graph is pointed at the new place. Again: a no-op.")
-    parser.add_argument("names", nargs="+", help="two installed models or more (e.g. resnet50-cifar8 carplane-linear)")
-    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")
+    parser = models_parser(
+        "share",
+        "Store the tensors that installed models hold with the same name, dtype, shape and bytes once, "
+        "in a weight file that is the same in each model's folder and that each card lists; each "
+        "model.safetensors keeps the rest and every graph is pointed at the new place. Again: a no-op.",
+        "two installed models or more (e.g. resnet50-cifar8 carplane-linear)")
     parser.add_argument("--file", default=SHARED_WEIGHTS_FILE,
                         help=f"the shared file's name (default: {SHARED_WEIGHTS_FILE})")
     args = parser.parse_args(argv)
-    try:
+    with refusals(parser):
         print(share_weights(args.names, args.out, args.file).summary())
-    except ZooError as error:  # refused, or a model file that is not as its card says: nothing was changed
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
 def restamp(argv: list[str]) -> None:
-    from zoo.errors import ZooError
-
     from .stamp_card import restamp_models
 
-    parser = argparse.ArgumentParser(
-        prog="python -m export restamp",
-        description="Bring installed models in line with their card.json after its content changed: the README "
-                    "re-rendered from the card, the card's digest stamped into the graph, the card's files "
-                    "re-hashed. Every file is checked against the card first; graphs change in their metadata only.")
-    parser.add_argument("names", nargs="+", help="installed models, or all")
-    parser.add_argument("--out", type=Path, default=PACKAGE_MODELS, help="models folder (default: zoo/models)")
+    parser = models_parser(
+        "restamp",
+        "Bring installed models in line with their card.json after its content changed: the README "
+        "re-rendered from the card, the card's digest stamped into the graph, the card's files "
+        "re-hashed. Every file is checked against the card first; graphs change in their metadata only.",
+        "installed models, or all")
     parser.add_argument("--license", action="store_true",
                         help="give a card with no license the one its provenance says (code, weights, data)")
     args = parser.parse_args(argv)
-    try:
+    with refusals(parser):
         for name, files in restamp_models(args.names, args.out, args.license).items():
             print(f"{name}: {', '.join(files) if files else 'up to date'}")
-    except ZooError as error:  # a file that is not as its card says, or no such model: nothing of it was changed
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
 def export(argv: list[str]) -> None:

@@ -314,7 +314,7 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
         return {"status": "ok"}
 
     @app.get("/v1/models")
-    async def models() -> dict[str, list[dict[str, Any]]]:
+    def models() -> dict[str, list[dict[str, Any]]]:  # reads every card: FastAPI runs it on a worker thread
         return {"models": [listing(name, card_or_error(name)) for name in list_models()]}
 
     @app.get("/v1/models/{name}")

@@ -357,8 +357,8 @@ def checked_card(name: str) -> ModelCard:
                                  "it was edited or damaged; reinstall the package.")
         return card
     try:
-        stamp = tuple((relative, (folder / relative).stat().st_size, (folder / relative).stat().st_mtime_ns)
-                      for relative in sorted({CARD_FILE, *map(str, card.files)}))
+        stamp = tuple((relative, stat.st_size, stat.st_mtime_ns)
+                      for relative in sorted({CARD_FILE, *map(str, card.files)}) for stat in [(folder / relative).stat()])
     except OSError:
         stamp = None  # a listed file is missing: verify_files says which
     if stamp is None or _checked.get(folder) != stamp:

@@ -26,7 +26,7 @@ from .deform_onnx import DEFORM_OPSET
 from .offsets import write_offsets_model
 from .onnx_export import op_types, save, set_metadata, to_onnx
 from .report import default_license, model_readme
-from .share import ShareError, list_models_in, share_weights
+from .share import ShareError, cards_in, share_weights
 from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
 from .weights import StoredWeights, round_conv_weights_to_int8
@@ -209,22 +209,14 @@ def sharing_partners(folder: Path) -> dict[str, list[str]]:
     shared_files = card.weight_files[1:]
     if not shared_files:
         return {}
-    others = {other: _card_files(folder.parent / other) for other in list_models_in(folder.parent)
-              if other != card.name}  # each card read once, whatever the number of shared files
+    others = cards_in(folder.parent, other_than={card.name})
     partners: dict[str, list[str]] = {}
     for shared_file in shared_files:
         sha256 = card.files[shared_file]["sha256"]
-        for other, files in others.items():
-            if files.get(shared_file, {}).get("sha256") == sha256:
+        for other, other_card in others.items():
+            if other_card.files.get(shared_file, {}).get("sha256") == sha256:
                 partners.setdefault(shared_file, []).append(other)
     return partners
-
-
-def _card_files(folder: Path) -> dict[str, Any]:
-    try:
-        return ModelCard.read(folder).files
-    except ModelFileError:
-        return {}
 
 
 def _version(meta: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Mapping
+from typing import Any, Collection, Iterator, Mapping
 
 import numpy as np
 import onnx
@@ -199,15 +199,9 @@ def _refuse_other_holders(folders: list[Folder], root: Path) -> None:
             for folder in folders for file in folder.card.weight_files[1:]}
     if not held:
         return
-    for other in list_models_in(root):
-        if other in named:
-            continue
-        try:
-            files = ModelCard.read(root / other).files
-        except ZooError:  # a broken card elsewhere shares nothing with these models
-            continue
+    for other, card in cards_in(root, other_than=named).items():
         for (file, sha256), holder in held.items():
-            if files.get(file, {}).get("sha256") == sha256:
+            if card.files.get(file, {}).get("sha256") == sha256:
                 raise ShareError(f"{holder}'s {file} is also {other}'s: share them together "
                                  f"(python -m export share {' '.join(sorted(named | {other}))})")
 
@@ -215,6 +209,19 @@ def _refuse_other_holders(folders: list[Folder], root: Path) -> None:
 def list_models_in(root: Path) -> list[str]:
     """The model folders in `root`: those with a card."""
     return sorted(p.name for p in Path(root).iterdir() if not p.name.startswith(".") and (p / CARD_FILE).is_file())
+
+
+def cards_in(root: Path, other_than: Collection[str] = ()) -> dict[str, ModelCard]:
+    """The cards of the model folders in `root` but those named `other_than`, by name; a card that cannot be read
+    is left out (a damaged model elsewhere is not these models' to judge)."""
+    cards = {}
+    for name in list_models_in(root):
+        if name not in other_than:
+            try:
+                cards[name] = ModelCard.read(Path(root) / name)
+            except ZooError:
+                continue
+    return cards
 
 
 def _alike(folders: list[Folder]) -> list[str]:

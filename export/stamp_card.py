@@ -10,7 +10,6 @@ from typing import Any
 import onnx
 
 from zoo.card import ModelCard, render_card
-from zoo.errors import ZooError
 from zoo.files import CARD_DIGEST_KEY, CARD_FILE, GRAPH_FILE
 from zoo.onnxfile import MODEL_METADATA_PROPS, fields
 from zoo.runtime import card_digest, file_entry, onnx_metadata, verify_files
@@ -131,14 +130,10 @@ def repin_variants(root: Path, source: str, before: dict[str, dict[str, Any]], a
     returns their names. For a source whose files changed but not what they compute (split by `export share`,
     re-stamped): the same graph and tensors. A variant that pins other files (a source exported again) is left:
     quantize it again. The first pins stay in `source_sha256_when_quantized`."""
-    from .share import list_models_in
+    from .share import cards_in
 
     updated = []
-    for other in list_models_in(root):
-        try:
-            card = ModelCard.read(root / other)
-        except ZooError:  # a damaged card elsewhere is not ours to judge here
-            continue
+    for other, card in cards_in(root).items():
         storage = card.provenance.get("export", {}).get("storage", {})
         quantization = storage.get("quantization") or {}
         pinned = quantization.get("source_sha256") or {}

@@ -36,6 +36,7 @@ from .build import install
 from .errors import ExportError
 from .onnx_export import op_types, save, set_metadata
 from .report import default_license
+from .stamp_card import source_pins
 from .validate import write_test_vectors
 from .weights import StoredWeights
 
@@ -266,7 +267,7 @@ def variant_card_of(card: ModelCard, report: dict[str, Any], graph_ops: list[str
                   "per output channel in 7 bits (reduce_range: no int16 saturation on CPUs without VNNI); batch "
                   "norms folded first; max-pools read float inputs (OpenVINO reads a quantized stem max-pool "
                   "input differently); the fully connected head and what follows it stay float",
-        "source": card.name, "source_sha256": {f: card.files[f]["sha256"] for f in (GRAPH_FILE, *card.weight_files)},
+        "source": card.name, "source_sha256": source_pins(card),
         "onnxruntime": ort.__version__, **report,
     }
     extra = {key: value for key, value in card.extra.items() if key != "session_config"}  # no weights to fold

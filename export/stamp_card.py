@@ -124,6 +124,11 @@ def restamp_models(names: list[str], out_root: Path, fill_license: bool = False)
     return rewritten
 
 
+def source_pins(card: ModelCard) -> dict[str, str]:
+    """The sha256 of the files a quantized variant is made from, by name: the source's graph and weight files."""
+    return {file: card.files[file]["sha256"] for file in (GRAPH_FILE, *card.weight_files)}
+
+
 def repin_variants(root: Path, source: str, before: dict[str, dict[str, Any]], after: ModelCard) -> list[str]:
     """Quantized variants in `root` made from model `source` whose card pins its files as they were (`before`,
     its card's `files` then: `quantization.source_sha256`), pinned to them as they are (`after`) and re-stamped;
@@ -141,7 +146,7 @@ def repin_variants(root: Path, source: str, before: dict[str, dict[str, Any]], a
             continue
         if any(before.get(file, {}).get("sha256") != sha256 for file, sha256 in pinned.items()):
             continue
-        repinned = {file: after.files[file]["sha256"] for file in (GRAPH_FILE, *after.weight_files)}
+        repinned = source_pins(after)
         if repinned == pinned:
             continue
         quantization = {**quantization, "source_sha256": repinned,

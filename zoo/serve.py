@@ -350,21 +350,23 @@ def checked_card(name: str) -> ModelCard:
     when one of its files changes size or modification time."""
     folder = card_dir(name)
     card = ModelCard.read(folder)
-    if not (folder / GRAPH_FILE).is_file():
-        recorded = index().get(name, {}).get(CARD_FILE, {}).get("sha256")
-        if recorded is None or sha256_file(folder / CARD_FILE) != recorded:
-            raise ModelFileError(f"{folder / CARD_FILE} differs from the card this release records for {name!r}: "
-                                 "it was edited or damaged; reinstall the package.")
-        return card
+    fetched = (folder / GRAPH_FILE).is_file()
     try:
         stamp = tuple((relative, stat.st_size, stat.st_mtime_ns)
-                      for relative in sorted({CARD_FILE, *map(str, card.files)}) for stat in [(folder / relative).stat()])
+                      for relative in (sorted({CARD_FILE, *map(str, card.files)}) if fetched else [CARD_FILE])
+                      for stat in [(folder / relative).stat()])
     except OSError:
         stamp = None  # a listed file is missing: verify_files says which
     if stamp is None or _checked.get(folder) != stamp:
         _checked.pop(folder, None)
-        verify_files(folder, card)
-        verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
+        if fetched:
+            verify_files(folder, card)
+            verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
+        else:
+            recorded = index().get(name, {}).get(CARD_FILE, {}).get("sha256")
+            if recorded is None or sha256_file(folder / CARD_FILE) != recorded:
+                raise ModelFileError(f"{folder / CARD_FILE} differs from the card this release records for "
+                                     f"{name!r}: it was edited or damaged; reinstall the package.")
         if stamp is not None:
             _checked[folder] = stamp
     return card

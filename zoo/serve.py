@@ -265,12 +265,15 @@ class BodyLimits:
                     return {"type": "http.disconnect"}
             return message
 
-        async def guarded_send(message: dict) -> None:
-            if self.refusal is not None and not self.started:
+        async def send_refusal() -> None:
+            if not self.started:
                 self.started = True
                 await self.refusal(scope, receive, send)
+
+        async def guarded_send(message: dict) -> None:
             if self.refusal is not None:
-                return  # the app's answer after a refusal goes nowhere
+                await send_refusal()  # the app's answer after a refusal goes nowhere
+                return
             self.started = True
             await send(message)
 
@@ -279,9 +282,8 @@ class BodyLimits:
         except Exception:
             if self.refusal is None:
                 raise
-        if self.refusal is not None and not self.started:
-            self.started = True
-            await self.refusal(scope, receive, send)
+        if self.refusal is not None:
+            await send_refusal()
 
     def refuse(self, response: JSONResponse) -> None:
         if self.refusal is None and not self.started:

@@ -40,7 +40,7 @@ from zoo.runtime import file_entry, onnx_metadata, session_options, verify_card,
 from .errors import ExportError
 from .report import model_readme
 from .stamp_card import README_FILE, repin_variants
-from .weights import StoredTensor, _point_into, safetensors_header, stored_tensors
+from .weights import StoredTensor, _point_into, safetensors_header, stored_in
 
 #: The shared file's one metadata entry: the models that hold it (a JSON list of names, sorted).
 SHARED_BY_KEY = "shared_by"
@@ -118,7 +118,7 @@ class Folder:
         verify_files(path, card)  # a damaged or replaced file is never spread to another folder
         verify_card(path, card, onnx_metadata(path / GRAPH_FILE))
         weights = {file: (path / file).read_bytes() for file in card.weight_files}
-        return cls(name, path, card, weights, stored_tensors(path / WEIGHTS_FILE))
+        return cls(name, path, card, weights, _layout(weights))  # the headers of the bytes read, not read again
 
     def tensor(self, name: str) -> Tensor:
         where = self.stored[name]
@@ -249,15 +249,11 @@ def _plan(folder: Folder, common: list[str], shared_file: str, shared: bytes) ->
     return plan
 
 
-def _layout(weights: dict[str, bytes]) -> dict[str, tuple[str, int, int]]:
-    """Where each tensor of the new weight files is: (file, absolute offset, length), by name."""
-    layout = {}
+def _layout(weights: dict[str, bytes]) -> dict[str, StoredTensor]:
+    """Where each tensor of the weight files `weights` (name -> bytes) is stored, by name."""
+    layout: dict[str, StoredTensor] = {}
     for file, data in weights.items():
-        header, base = safetensors_header(data)
-        for name, entry in header.items():
-            if name != "__metadata__":
-                start, end = entry["data_offsets"]
-                layout[name] = (file, base + start, end - start)
+        layout.update(stored_in(file, *safetensors_header(data)))
     return layout
 
 
@@ -275,7 +271,7 @@ def _tensors_of(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _tensors_of(subgraph)
 
 
-def _repointed(folder: Folder, graph_file: str, layout: dict[str, tuple[str, int, int]]) -> bytes:
+def _repointed(folder: Folder, graph_file: str, layout: dict[str, StoredTensor]) -> bytes:
     """The graph's bytes with every external reference into the old weight files moved to the new layout."""
     data = (folder.path / graph_file).read_bytes()
     proto = onnx.load_model_from_string(data)
@@ -292,8 +288,8 @@ def _repointed(folder: Folder, graph_file: str, layout: dict[str, tuple[str, int
         if span not in spans:
             raise ShareError(f"{folder.path / graph_file} reads bytes {span[1]}..{span[1] + span[2]} of {location} for "
                              f"{tensor.name}, which are not one stored tensor; re-export {folder.name}")
-        file, offset, length = layout[spans[span]]
-        _point_into(tensor, (offset, length), file)
+        where = layout[spans[span]]
+        _point_into(tensor, (where.offset, where.length), where.file)
     return proto.SerializeToString()
 
 

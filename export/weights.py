@@ -24,7 +24,7 @@ from onnx import helper, numpy_helper
 from safetensors.numpy import save_file
 from torch import nn
 
-from training.checkpoint import SCALE_SUFFIX, weight_files
+from training.checkpoint import SCALE_SUFFIX
 from zoo.files import WEIGHTS_FILE
 
 INT8_MAX = 127
@@ -62,9 +62,7 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
 
 def _safetensors_offsets(path: Path) -> dict[str, tuple[int, int]]:
     """Absolute (offset, length) of every tensor's bytes in a safetensors file."""
-    header, base = _read_header(path)
-    return {name: (base + entry["data_offsets"][0], entry["data_offsets"][1] - entry["data_offsets"][0])
-            for name, entry in header.items() if name != "__metadata__"}
+    return {name: (where.offset, where.length) for name, where in stored_in(path.name, *_read_header(path)).items()}
 
 
 @dataclass(frozen=True)
@@ -79,17 +77,13 @@ class StoredTensor:
     length: int
 
 
-def stored_tensors(path: Path) -> dict[str, StoredTensor]:
-    """Every tensor of checkpoint `path` (a zoo model's model.safetensors: its shared weight files included,
-    `training.checkpoint.weight_files`), by name, as stored."""
-    found: dict[str, StoredTensor] = {}
-    for file in weight_files(path):
-        header, base = _read_header(file)
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
+def stored_in(file: str, header: dict[str, Any], base: int) -> dict[str, StoredTensor]:
+    """The tensors of the weight file named `file`, by name, from its `safetensors_header` (header, base)."""
+    found = {}
+    for name, entry in header.items():
+        if name != "__metadata__":
             start, end = entry["data_offsets"]
-            found[name] = StoredTensor(file.name, entry["dtype"], tuple(entry["shape"]), base + start, end - start)
+            found[name] = StoredTensor(file, entry["dtype"], tuple(entry["shape"]), base + start, end - start)
     return found
 
 

@@ -280,19 +280,15 @@ def default_license(card: zoo.ModelCard) -> License:
     backbone = prov.get("backbone") or {}
     runs = len(runs_continued(prov)) + 1
     trained = "trained by this project" + (f" in {runs} runs, each continuing the last," if runs > 1 else "")
+    quantized = f"; quantized by this project from `{card.quantized_from}`" if card.quantized_from else ""
     if backbone.get("source") == "imagenet":
         weights = (f"MIT for this project's training; the backbone started from {backbone_note(backbone)}, whose own "
-                   "terms apply to them")
-    elif backbone:
-        weights = (f"MIT ({trained} on the backbone of `{backbone.get('name')}`, itself trained by this project from a "
-                   "random start; no third-party pretrained weights")
+                   "terms apply to them" + (f"{quantized} (`python -m export quantize`)" if quantized else ""))
     else:
-        weights = f"MIT ({trained} from a random start; no third-party pretrained weights"
-    if backbone.get("source") != "imagenet":
-        weights += (f"; quantized by this project from `{card.quantized_from}`, `python -m export quantize`)"
-                    if card.quantized_from else ")")
-    elif card.quantized_from:
-        weights += f"; quantized by this project from `{card.quantized_from}` (`python -m export quantize`)"
+        own_backbone = (f"on the backbone of `{backbone.get('name')}`, itself trained by this project "
+                        if backbone else "")
+        weights = (f"MIT ({trained} {own_backbone}from a random start; no third-party pretrained weights"
+                   + (f"{quantized}, `python -m export quantize`" if quantized else "") + ")")
     data = "; ".join(f"{DATASETS[name]}: {DATA_TERMS[name]}" for name in datasets_of(prov))
     return License(code=CODE_LICENSE, weights=weights, data=data or "the data named in Provenance")
 

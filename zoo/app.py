@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo import registry  # noqa: E402
-from zoo.cli import SUMMARY_HEADER, add_demo_arguments, model_summaries  # noqa: E402
+from zoo.cli import SUMMARY_HEADER, add_demo_arguments, model_cards, model_summaries  # noqa: E402
 from zoo.files import OFFSETS_FILE  # noqa: E402
 from zoo.geometry import pair_from_photo, warp_like_b  # noqa: E402
 from zoo.preprocess import load_image  # noqa: E402
@@ -310,19 +310,17 @@ def card_text(card: zoo.ModelCard) -> str:
 
 def models_tab(unavailable: dict[str, str]) -> None:
     """Every model's card; a model in `unavailable` (name -> zoo's message), or whose card cannot be read, says so."""
-    errors = {name: str(error) for name in zoo.list()
-              if isinstance(error := registry.card_or_error(name), zoo.ZooError)}
-    unavailable = {**unavailable, **errors}
+    cards = model_cards()  # read once for the table, the reasons and the accordions
+    unavailable = {**unavailable, **{name: str(c) for name, c in cards.items() if isinstance(c, zoo.ZooError)}}
     rows = [(name, "unavailable", *rest[1:]) if name in unavailable else (name, *rest)
-            for name, *rest in model_summaries()]
+            for name, *rest in model_summaries(cards)]
     table = "\n".join("| " + " | ".join(row) + " |" for row in [SUMMARY_HEADER, ("---",) * len(SUMMARY_HEADER), *rows])
     gr.Markdown(f"Every model (`zoo list`): where its files are, and the card of each.\n\n{table}")
     if unavailable:
         reasons = "\n".join(f"- `{name}` is unavailable: {reason}" for name, reason in unavailable.items())
         gr.Markdown(f"**Left out of the demo**, their card or files cannot be used:\n\n{reasons}",
                     elem_id="models-unavailable")
-    for name in zoo.list():
-        card = registry.card_or_error(name)
+    for name, card in cards.items():
         with gr.Accordion(f"{name} (unavailable)" if name in unavailable else name, open=False):
             if name in unavailable:
                 gr.Markdown(f"**`{name}` is unavailable:** {unavailable[name]}")

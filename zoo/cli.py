@@ -11,6 +11,7 @@ from pathlib import Path
 from . import batch
 from . import card
 from .batch import BatchError
+from .card import ModelCard
 from .errors import ZooError
 from .model import Prediction, load, save_onnx
 from . import hub, registry
@@ -19,19 +20,21 @@ from .release import DISTRIBUTION
 
 EXIT_ERROR = 1  # argparse exits 2 on usage errors
 SUMMARY_HEADER = ("name", "task", "input", "test acc", "size", "where")
-
-
 UNAVAILABLE = "unavailable"  # the task cell of a model whose card cannot be read
 
 
-def model_summaries() -> list[tuple[str, ...]]:
-    """One row per model, in registry order (SUMMARY_HEADER's columns); the app's Models tab shows the same.
-    "where": embedded in the package, downloaded (cached), to download on first use, or a local model of your own.
-    A model whose card cannot be read has UNAVAILABLE as its task and "-" for its figures (`unavailable_models`
-    says why); the others are listed as usual."""
+def model_cards() -> dict[str, ModelCard | ZooError]:
+    """Every model's card, or the ZooError saying why it cannot be read, in registry order."""
+    return {name: registry.card_or_error(name) for name in list_models()}
+
+
+def model_summaries(cards: dict[str, ModelCard | ZooError] | None = None) -> list[tuple[str, ...]]:
+    """One row per model of `cards` (default: `model_cards()`), SUMMARY_HEADER's columns; the app's Models tab
+    shows the same. "where": embedded in the package, downloaded (cached), to download on first use, or a local
+    model of your own. A model whose card cannot be read has UNAVAILABLE as its task and "-" for its figures
+    (`unavailable_models` says why); the others are listed as usual."""
     rows = []
-    for name in list_models():
-        c = registry.card_or_error(name)
+    for name, c in (model_cards() if cards is None else cards).items():
         try:
             where = registry.source(name)
         except (ZooError, OSError):
@@ -45,15 +48,17 @@ def model_summaries() -> list[tuple[str, ...]]:
     return rows
 
 
-def unavailable_models() -> dict[str, str]:
-    """The models whose card cannot be read, in registry order: name -> zoo's message, without the model's folder."""
-    errors = {name: registry.card_or_error(name) for name in list_models()}
+def unavailable_models(cards: dict[str, ModelCard | ZooError] | None = None) -> dict[str, str]:
+    """The models of `cards` (default: `model_cards()`) whose card cannot be read: name -> zoo's message, without
+    the model's folder."""
+    errors = model_cards() if cards is None else cards
     return {name: registry.without_folder(str(error), name) for name, error in errors.items()
             if isinstance(error, ZooError)}
 
 
 def cmd_list(_: argparse.Namespace) -> int:
-    rows = model_summaries()
+    cards = model_cards()  # read once for the table and the reasons
+    rows = model_summaries(cards)
     if not rows:
         print(f"zoo: no models in the package or in {models_root()} (ZOO_HOME).", file=sys.stderr)
         return 0
@@ -61,7 +66,7 @@ def cmd_list(_: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_HEADER))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    for name, reason in unavailable_models().items():
+    for name, reason in unavailable_models(cards).items():
         print(f"zoo: {name} is {UNAVAILABLE}: {reason}", file=sys.stderr)
     if all(row[1] == UNAVAILABLE for row in rows):
         print(f"zoo: error: no model's card can be read (in the package or in {models_root()}, ZOO_HOME).",
@@ -125,7 +130,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    names = list_models() if args.all else args.names
+    names = list(registry.index()) if args.all else args.names  # --all: the release's models, not your own
     if not names:
         raise ZooError("name the models to download, or --all.")
     unknown = [name for name in names if name not in registry.index()]
@@ -219,8 +224,6 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                              "beyond the loopback it needs ZOO_API_KEY, which guards the API's paths")
     parser.add_argument("--download", action="store_true",
                         help="first download every model this machine lacks (otherwise the demo shows the models here)")
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

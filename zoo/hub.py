@@ -264,7 +264,7 @@ def write_mirror(names: list[str], out: Path) -> Transfer:
     """Write the release layout of models `names` into `out`: each file under its sha256, and `index.json` for
     them, so that ZOO_MODELS_URL=out serves them (fetching into the home first what this machine lacks)."""
     from . import registry
-    from .release import DISTRIBUTION, INDEX_FORMAT, VERSION, render_index
+    from .release import INDEX_FILE, index_document, render_index
 
     entries = registry.index()
     transfer = Transfer()
@@ -276,12 +276,11 @@ def write_mirror(names: list[str], out: Path) -> Transfer:
             blob = out / meta["sha256"]
             if not (blob.is_file() and blob.stat().st_size == meta["bytes"]):
                 _copy_checked(folder / relative, blob, meta, out)
-    listed = {name: entries[name] for name in names}
-    index = {"format": INDEX_FORMAT, "distribution": DISTRIBUTION, "version": VERSION, "models": listed}
+    index = index_document({name: entries[name] for name in names})
     try:
-        (out / "index.json").write_text(render_index(index))
+        (out / INDEX_FILE).write_text(render_index(index))
     except OSError as exc:
-        raise DownloadError(f"cannot write {out / 'index.json'} ({exc.strerror or exc}).") from None
+        raise DownloadError(f"cannot write {out / INDEX_FILE} ({exc.strerror or exc}).") from None
     return transfer
 
 

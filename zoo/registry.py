@@ -9,14 +9,19 @@ after them.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .card import ModelCard
 from .errors import ModelFileError, UnknownModelError, ZooError
 from .files import CARD_FILE
 from .release import DISTRIBUTION, INDEX_FILE, VERSION, read_index
+
+if TYPE_CHECKING:
+    from .hub import Transfer
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
 HOME_ENV = "ZOO_HOME"
@@ -38,7 +43,18 @@ def models_root() -> Path:
 
 def index() -> dict[str, dict[str, dict]]:
     """The package's index: every released model's files (card.json included) with size and sha256."""
-    return read_index(PACKAGE_MODELS / INDEX_FILE)
+    path = PACKAGE_MODELS / INDEX_FILE
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _read_index(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_index(path: Path, stamp: int | None) -> dict[str, dict[str, dict]]:
+    """read_index, once per version of the file (`stamp`: its modification time): every lookup reads the index."""
+    return read_index(path)
 
 
 def _has_card(folder: Path) -> bool:
@@ -111,11 +127,12 @@ def source(name: str) -> str:
     folder whose card is not the package's: a model of your own). UnknownModelError if there is none."""
     check_name(name)
     home = models_root() / name
-    if _has_card(home) and (HOME_ENV in os.environ or not is_complete(PACKAGE_MODELS / name)):
+    embedded = is_complete(PACKAGE_MODELS / name)
+    if _has_card(home) and (HOME_ENV in os.environ or not embedded):
         if not is_pinned(name, home):
             return LOCAL
         return CACHED if is_complete(home) else FETCHABLE  # a fetch that stopped half-way goes on
-    if is_complete(PACKAGE_MODELS / name):
+    if embedded:
         return EMBEDDED
     if name in index():
         return FETCHABLE
@@ -168,7 +185,7 @@ def model_dir(name: str) -> Path:
     return models_root() / name
 
 
-def fetch(name: str, refresh: bool = False, home: Path | None = None):  # -> hub.Transfer
+def fetch(name: str, refresh: bool = False, home: Path | None = None) -> Transfer:
     """Fetch model `name`'s files into `home` (default: the models home) unless there; `refresh`: re-check
     every present file's hash. Returns what was downloaded and copied."""
     from .hub import fetch_model

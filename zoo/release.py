@@ -34,7 +34,12 @@ def build_index(models: Path, names: list[str]) -> dict[str, Any]:
     for name in names:
         card = ModelCard.read(models / name)
         entries[name] = {CARD_FILE: file_entry(models / name / CARD_FILE), **dict(sorted(card.files.items()))}
-    return {"format": INDEX_FORMAT, "distribution": DISTRIBUTION, "version": VERSION, "models": entries}
+    return index_document(entries)
+
+
+def index_document(models: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """An index file's content for `models` (name -> file -> {sha256, bytes}), as `read_index` reads it."""
+    return {"format": INDEX_FORMAT, "distribution": DISTRIBUTION, "version": VERSION, "models": models}
 
 
 def render_index(index: dict[str, Any]) -> str:

@@ -152,10 +152,10 @@ def release(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .release import write_index
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["index"]:
-        from .release import write_index
-
         print(f"wrote {write_index()}")
     elif argv[:1] == ["release"]:
         release(argv[1:])
@@ -167,8 +167,6 @@ def main(argv: list[str] | None = None) -> None:
             commands[argv[0]](argv[1:])
         else:
             export(argv)
-        from .release import write_index
-
         write_index()  # the package's index follows its models' files
 
 

@@ -13,7 +13,7 @@ from zoo.card import License
 from zoo.files import PORTABLE_GRAPH_FILE
 from zoo.runtime import file_entry
 
-from .release import write_index
+from .release import model_names, write_index
 
 
 def _pct(value: float | None) -> str:
@@ -432,7 +432,7 @@ def refresh_readme(folder: Path) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--readmes"]:
-        for name in zoo.list():
+        for name in model_names():  # the checkout's models, not those of a cache or ZOO_HOME
             refresh_readme(PACKAGE_MODELS / name)
             print(f"{name}: README.md re-rendered from card.json")
         write_index()  # the READMEs' hashes changed

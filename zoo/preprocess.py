@@ -173,20 +173,26 @@ def _check_data_filled(image: Image.Image, data: bytes, fit: tuple[int, int] | N
         if image.info.get("interlace") or all(band == (0, 0) for band in bands):
             _refuse_if_short(data, what, lambda: _png_shortfall(data))
     elif image.mode in ("RGB", "L") and all(band == (128, 128) for band in bands):
-        _refuse_if_short(data, what, lambda: _jpeg_shortfall(data, restarts=True)[0] or _jpeg_padded(image, data, fit))
+        _refuse_if_short(data, what, lambda: _jpeg_filled(image, data, fit))
+
+
+def _jpeg_filled(image: Image.Image, data: bytes, fit: tuple[int, int] | None) -> str | None:
+    """Whether a decoded JPEG ending in 128 grey lacks data: its scans' bounds (restarts counted), else a probe."""
+    detail, scan_end = _jpeg_shortfall(data, restarts=True)
+    return detail or _jpeg_padded(image, data, scan_end, fit)
 
 
 #: Bytes that decode to blocks other than grey when libjpeg is still reading the last scan (no 0xFF: no marker).
 _PROBE = bytes(range(1, 255)) * 16
 
 
-def _jpeg_padded(image: Image.Image, data: bytes, fit: tuple[int, int] | None) -> str | None:
-    """Whether libjpeg decoded `image` (ending in 128 grey) past the end of its last scan's data.
+def _jpeg_padded(image: Image.Image, data: bytes, scan_end: int | None, fit: tuple[int, int] | None) -> str | None:
+    """Whether libjpeg decoded `image` (ending in 128 grey) past the end of its last scan's data, which ends
+    at `scan_end` (`_jpeg_shortfall`).
 
     The file is decoded once more with bytes slipped in where the last scan ends: libjpeg skips them after
     a complete scan (the same pixels) and decodes them as blocks into an incomplete one (other pixels).
     """
-    scan_end = _jpeg_shortfall(data)[1]
     if scan_end is None:
         return None
     try:
@@ -318,18 +324,14 @@ def _scan_min_bits(segment: bytes, frame: dict, tables: dict[tuple[int, int], tu
     start, _, approximation = segment[1 + 2 * count], segment[2 + 2 * count], segment[3 + 2 * count]
     if frame["progressive"] and start > 0:
         return 0  # an AC band: one end-of-band run may cover thousands of blocks
-    width, height, components = frame["width"], frame["height"], frame["components"]
-    if not height or not width:
+    if not frame["height"] or not frame["width"]:
         return 0  # the height comes later (DNL)
-    h_max = max(h for h, _ in components.values())
-    v_max = max(v for _, v in components.values())
+    mcus = _scan_mcus(segment, frame)
     total = 0
     for component, (dc_table, ac_table) in selectors.items():
-        h, v = components[component]
-        if count == 1:  # non-interleaved: the component's own blocks
-            blocks = -(-(-(-width * h // h_max)) // 8) * -(-(-(-height * v // v_max)) // 8)
-        else:  # interleaved: whole MCUs, padding blocks included
-            blocks = -(-width // (8 * h_max)) * -(-height // (8 * v_max)) * h * v
+        h, v = frame["components"][component]
+        # Non-interleaved: an MCU is one of the component's blocks; interleaved: h·v, padding blocks included.
+        blocks = mcus if count == 1 else mcus * h * v
         if frame["progressive"] and approximation >> 4:  # DC refinement: one bit a block
             per_block = 1
         else:

@@ -238,7 +238,7 @@ def _translation(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return wrap(dx) / n, wrap(dy) / n
 
 
-def _warped_a(level: _Level, a: np.ndarray, p: np.ndarray) -> np.ndarray:
+def _warped_a(a: np.ndarray, p: np.ndarray) -> np.ndarray:
     """A as B would show it under p's rotation and scale alone (no shift), at A's resolution."""
     n = a.shape[0]
     ticks = (np.arange(n) + 0.5) / n - 0.5
@@ -281,7 +281,7 @@ def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float]) -> A
         elif k == 1:
             if not SCALE_BOUNDS[0] <= math.hypot(start[0], start[1]) <= SCALE_BOUNDS[1]:
                 continue
-            p0 = np.array([start[0], start[1], *_translation(_warped_a(levels[-1], view_a, start), view_b)])
+            p0 = np.array([start[0], start[1], *_translation(_warped_a(view_a, start), view_b)])
         else:
             p0 = np.array([1.0, 0.0, *_translation(view_a, view_b)])
         p = _fit(levels, p0)

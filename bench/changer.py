@@ -13,11 +13,13 @@ import argparse
 import io
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 from PIL import Image
 
 import zoo
@@ -46,10 +48,11 @@ def summary(predictions: list[zoo.Prediction], truth: np.ndarray, labels: np.nda
     present = np.stack([np.hypot(truth[:, 0], truth[:, 1]) > 0, truth[:, 2] != 0, truth[:, 3] != 1], axis=1)
     out: dict[str, object] = {}
     column = {"shift": 0, "angle_deg": 1, "log_scale": 2}
-    for key, values in errors(params, truth).items():
+    per_pair = errors(params, truth)
+    for key, values in per_pair.items():
         out[f"median_{key}_error"] = float(np.median(values[present[:, column[key]]]))
         out[f"p90_{key}_error"] = float(np.percentile(values[present[:, column[key]]], 90))
-    for key, values in errors(params, truth).items():
+    for key, values in per_pair.items():
         out[f"median_{key}_error_all_pairs"] = float(np.median(values))
         out[f"p90_{key}_error_all_pairs"] = float(np.percentile(values, 90))
     correct = predicted == labels
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                               "alignment_ms": 1000 * (refined_l - network_l),
                               "refined_fraction": float(np.mean([bool(p.refined) for p in check]))}
     result["cost_per_pair"] = cost
-    result["cpu"] = f"{__import__('os').cpu_count()} cores, onnxruntime {__import__('onnxruntime').__version__}"
+    result["cpu"] = f"{os.cpu_count()} cores, onnxruntime {onnxruntime.__version__}"
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

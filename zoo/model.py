@@ -21,7 +21,7 @@ from .onnxfile import self_contained
 from .preprocess import ImageInput, fit_to_input, load_image, prepare
 from .registry import check_name, is_path, model_dir, model_folder
 from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
-from .runtime import create_session, onnx_metadata, verify_card, verify_files
+from .runtime import checked_card, create_session
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
@@ -291,11 +291,8 @@ def verified(name: str | os.PathLike[str]) -> tuple[Path, ModelCard]:
 
     `name` is a registry name, or a model folder (see `zoo.registry.is_path`)."""
     folder = model_folder(name) if is_path(name) else model_dir(name)
-    card = ModelCard.read(folder)
-    verify_files(folder, card)
     # The card is checked against the graph before it configures a session or its task is trusted.
-    verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
-    return folder, card
+    return folder, checked_card(folder)
 
 
 def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) -> Path:

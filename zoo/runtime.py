@@ -126,6 +126,14 @@ def verify_card(folder: Path, card: ModelCard, metadata: Mapping[str, str]) -> N
                 )
 
 
+def checked_card(folder: Path) -> ModelCard:
+    """The card of the model folder `folder`, once every file passed `verify_files` and the card `verify_card`."""
+    card = ModelCard.read(folder)
+    verify_files(folder, card)
+    verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
+    return card
+
+
 def _graph_declarations(metadata: Mapping[str, str], onnx_path: Path) -> dict[str, Any]:
     """Name, task, version, labels and input size as export wrote them into the graph's metadata_props."""
     declared: dict[str, Any] = {key: metadata[key] for key in ("name", "task", "version") if key in metadata}

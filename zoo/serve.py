@@ -45,7 +45,7 @@ from .model import Model, Prediction, concatenated, load
 from .preprocess import ImageInput
 from .registry import (HOME_ENV, PACKAGE_MODELS, card_dir, card_or_error, index, list_models, models_root,
                        without_folder)
-from .runtime import onnx_metadata, sha256_file, verify_card, verify_files
+from .runtime import checked_card, sha256_file
 
 MAX_IMAGES = 64
 #: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
@@ -321,7 +321,7 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
 
     @app.get("/v1/models/{name}")
     async def model_card(name: str) -> dict[str, Any]:
-        return (await asyncio.to_thread(checked_card, name)).to_dict()
+        return (await asyncio.to_thread(served_card, name)).to_dict()
 
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, request: Request) -> JSONResponse:
@@ -345,25 +345,24 @@ def listing(name: str, card: ModelCard | ZooError) -> dict[str, Any]:
 _checked: dict[Path, tuple] = {}
 
 
-def checked_card(name: str) -> ModelCard:
+def served_card(name: str) -> ModelCard:
     """Model `name`'s card once it has passed the checks `zoo.load` makes (every file against the card's sha256
     and size, the card against model.onnx's metadata), or ModelFileError. A card whose model's files are not
     here yet (fetched on first use) is checked against the package's index instead. A folder is checked again
     when one of its files changes size or modification time."""
     folder = card_dir(name)
     card = ModelCard.read(folder)
-    fetched = (folder / GRAPH_FILE).is_file()
+    files_here = (folder / GRAPH_FILE).is_file()
     try:
         stamp = tuple((relative, stat.st_size, stat.st_mtime_ns)
-                      for relative in (sorted({CARD_FILE, *map(str, card.files)}) if fetched else [CARD_FILE])
+                      for relative in (sorted({CARD_FILE, *map(str, card.files)}) if files_here else [CARD_FILE])
                       for stat in [(folder / relative).stat()])
     except OSError:
         stamp = None  # a listed file is missing: verify_files says which
     if stamp is None or _checked.get(folder) != stamp:
         _checked.pop(folder, None)
-        if fetched:
-            verify_files(folder, card)
-            verify_card(folder, card, onnx_metadata(folder / GRAPH_FILE))
+        if files_here:
+            card = checked_card(folder)
         else:
             recorded = index().get(name, {}).get(CARD_FILE, {}).get("sha256")
             if recorded is None or sha256_file(folder / CARD_FILE) != recorded:

@@ -1,6 +1,7 @@
 """Refining the changer's estimate by aligning the two views directly (numpy only).
 
-The changer network reads 64×64 views and estimates the similarity between them to about a degree. Given
+The changer network reads 64×64 views and estimates the similarity between them (median angle error
+1.04° on the held-out pairs of docs/changer-refine-cpu.json, `python -m bench.changer`). Given
 that estimate, `align` fits the four parameters again on the views themselves: Gauss–Newton on the
 grey levels, coarse to fine over three blur levels, with a gain and an offset fitted alongside (so
 brightness and contrast differences do not bias the fit), over the part of A that falls inside B.
@@ -31,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 #: Largest working side, in pixels: views are aligned at min(ALIGN_SIZE, the smaller view's side).
-#: At 128 a 12-megapixel pair costs about what a 128×128 pair does (the decode aside).
+#: Measured by `python -m bench.changer`: 6.2 ms a pair of 64×64 views, 166 ms a pair of 12-megapixel JPEGs.
 ALIGN_SIZE = 128
 #: Blur levels, coarse to fine, as Gaussian σ in pixels of a 64-pixel side (scaled with the working side).
 BLUR_LEVELS = (4.0, 2.0, 1.0)

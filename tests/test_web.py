@@ -169,3 +169,37 @@ def test_page_starts_isolated_on_wasm(page):
         "packages"]["node_modules/onnxruntime-web"]["version"]
     # The service worker makes any static host cross-origin isolated: onnxruntime-web runs on several threads.
     assert backend["crossOriginIsolated"] and backend["threads"] == min(4, os.cpu_count() or 1)
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
+
+
+def _quantized(name: str) -> bool:
+    return "quantized_from" in zoo.card(name).extra
+
+
+@pytest.mark.parametrize("name", zoo.list())
+def test_shipped_vectors_in_the_page(page, name):
+    from bench.runtimes import probabilities, shipped_vectors
+
+    card = zoo.card(name)
+    feeds, expected = shipped_vectors(name)
+    loaded = call(page, "const {timing, provider, from} = await zoo.load(args[0]); return {timing, provider, from};", name)
+    inputs = {k: {"data": _b64(v), "dims": list(v.shape)} for k, v in feeds.items()}
+    got = call(page, """
+        const inputs = Object.fromEntries(Object.entries(args[1]).map(([k, v]) =>
+          [k, {dims: v.dims, data: Uint8Array.from(atob(v.data), (c) => c.charCodeAt(0))}]));
+        const out = await zoo.run(args[0], inputs);
+        const model = (await zoo.list()).find((m) => m.name === args[0]);
+        return model.outputs.map((o) => out[o]);""", name, inputs)
+    outputs = [np.asarray(o["data"], dtype=np.float64).reshape(o["dims"]) for o in got]
+    tolerance = INT8_TOLERANCE if _quantized(name) else card.tolerance
+    gaps = [float(np.abs(mine - theirs).max()) for mine, theirs in
+            zip(probabilities(card.task, outputs), probabilities(card.task, expected))]
+    same_top = bool((outputs[0].argmax(1) == expected[0].argmax(1)).all())
+    REPORT.setdefault(name, {}).update(vector_gap=max(gaps), vectors=len(outputs[0]), load=loaded,
+                                       raw_gap=max(float(np.abs(m - t).max()) for m, t in zip(outputs, expected)))
+    print(name, "vectors", len(outputs[0]), "max probability gap", f"{max(gaps):.2e}", "load", loaded)
+    assert same_top, f"{name}: the page's top class differs from the shipped outputs"
+    assert max(gaps) <= tolerance, f"{name}: probabilities differ by {max(gaps):.2e} > {tolerance} from the shipped outputs"

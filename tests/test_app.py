@@ -224,12 +224,41 @@ def test_the_demo_and_the_http_api_share_one_server_with_api(home, tmp_path):
         answer = httpx.post(f"{url}v1/models/cnn/predict", files=[("image", (cat.name, cat.read_bytes()))], timeout=60)
         assert answer.json()["predictions"][0]["label"] == zoo.load("cnn", device="cpu").predict(cat).label
         assert httpx.get(f"{url}docs").status_code == 200
+        assert httpx.get(f"{url}readyz").status_code == 200 and "zoo_http_requests_total" in httpx.get(f"{url}metrics").text
+        for weights in (zoo.registry.PACKAGE_MODELS / "cnn" / "model.safetensors", home / "cnn" / "model.safetensors"):
+            for route in ("gradio_api/file=", "file="):
+                assert httpx.get(f"{url}{route}{weights}").status_code in (403, 404), (route, weights)
+        example = zoo.EXAMPLES / "cifar10" / "cat.jpg"
+        assert httpx.get(f"{url}gradio_api/file={example}").content == example.read_bytes()
 
 
-def test_api_beyond_the_loopback_needs_a_key(monkeypatch, capsys):
+@pytest.mark.parametrize("flags, refusal", [
+    (["--host", "0.0.0.0"], "add --no-auth"),
+    (["--host", "0.0.0.0", "--api"], "the API needs one"),
+    (["--host", "0.0.0.0", "--api", "--api-key", "k"], "the API key still guards"),
+    (["--api-key", "k"], "add --api"),
+])
+def test_beyond_the_loopback_the_demo_needs_no_auth_said_and_the_api_a_key(monkeypatch, capsys, flags, refusal):
     monkeypatch.delenv("ZOO_API_KEY", raising=False)
     app = load_app()
     monkeypatch.setattr(app, "build_demo", lambda: pytest.fail("the demo was built before the binding was refused"))
     with pytest.raises(SystemExit):
-        app.main(["--api", "--host", "0.0.0.0"])
-    assert "needs an API key" in capsys.readouterr().err
+        app.main(flags)
+    assert refusal in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--host", "0.0.0.0", "--no-auth"], ["--host", "0.0.0.0", "--api", "--no-auth"],
+                                   ["--host", "0.0.0.0", "--api", "--api-key", "k", "--no-auth"], ["--api"], []])
+def test_the_binding_rule_lets_these_start(monkeypatch, flags):
+    monkeypatch.delenv("ZOO_API_KEY", raising=False)
+    app = load_app()
+
+    class Accepted(Exception):
+        """The binding was accepted: the demo is being built."""
+
+    def build_demo() -> None:
+        raise Accepted
+
+    monkeypatch.setattr(app, "build_demo", build_demo)
+    with pytest.raises(Accepted):
+        app.main(flags)

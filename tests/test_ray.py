@@ -19,6 +19,7 @@ serve = pytest.importorskip("ray.serve")
 httpx = pytest.importorskip("httpx")
 zoo_ray = pytest.importorskip("zoo.ray")
 from test_serve import free_port, wait_until_healthy  # noqa: E402
+from test_serve_operations import solid_webp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TEST = ROOT.parent / "shared" / "data" / "cifar10-jpeg" / "test"
@@ -108,7 +109,8 @@ def test_serve_on_ray_with_two_replicas_answers_like_zoo(cluster, photos, tmp_pa
     address = ray.get_runtime_context().gcs_address
     with log.open("wb") as output:  # a file, not a pipe: Ray logs more than a pipe holds unread
         server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--ray", "--replicas", "2", "--address",
-                                   address, "--port", str(port), "--device", "cpu"], cwd=ROOT, stdout=output,
+                                   address, "--port", str(port), "--device", "cpu", "--preload", "cnn",
+                                   "--max-batch", "16"], cwd=ROOT, stdout=output,
                                   stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -135,6 +137,15 @@ def test_serve_on_ray_with_two_replicas_answers_like_zoo(cluster, photos, tmp_pa
         bad = httpx.post(f"{url}/v1/models/cnn/predict", files=[("image", ("x.jpg", b"not an image"))], timeout=60)
         assert bad.status_code == 422 and "not a readable image" in bad.json()["detail"]
         assert httpx.get(f"{url}/v1/models/no-such-model").status_code == 404
+        # zoo serve's own rules and routes, through Ray's proxy.
+        assert httpx.get(f"{url}/v1/models", headers={"Host": "rebound.example"}).status_code == 400
+        raw = httpx.post(f"{url}/v1/models/cnn/predict", content=Path(photos[0]).read_bytes(),
+                         headers={"Content-Type": "image/jpeg"}, timeout=60)
+        assert raw.json()["predictions"][0]["label"] == model.predict(photos[0]).label
+        assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "models": ["cnn"]}
+        assert 'zoo_images_total{model="cnn"}' in httpx.get(f"{url}/metrics").text
+        huge = httpx.post(f"{url}/v1/models/cnn/predict", timeout=60, files=[("image", ("w.webp", solid_webp()))] * 3)
+        assert huge.status_code == 413 and "ZOO_MAX_REQUEST_PIXELS" in huge.json()["detail"]
     finally:
         server.terminate()
         server.wait(30)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,14 +55,17 @@ def wait_until_healthy(url: str, server: subprocess.Popen, seconds: float, log: 
     raise AssertionError(f"the server did not answer /healthz within {seconds} s: {output[-3000:]}")
 
 
-def start(*options: str, env: dict[str, str] | None = None) -> Iterator[str]:
+def start(*options: str, env: dict[str, str] | None = None, log: Path | None = None) -> Iterator[str]:
+    """`zoo serve` on a free loopback port with `options`, its output in `log` (default: a temporary file)."""
     port = free_port()
     env = {**os.environ, "ZOO_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES), **(env or {})}
-    server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--port", str(port), "--device", "cpu",
-                               *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = log or Path(tempfile.mkstemp(prefix="zoo-serve-", suffix=".log")[1])
+    with open(log, "wb") as output:
+        server = subprocess.Popen([sys.executable, "-m", "zoo.cli", "serve", "--port", str(port), "--device", "cpu",
+                                   *options], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url, server, seconds=30)
+        wait_until_healthy(url, server, seconds=30, log=log)
         yield url
     finally:
         server.terminate()
@@ -183,7 +187,8 @@ def test_the_bad_input_corpus_gets_4xx_with_zoos_message_over_http(url, tmp_path
 
 
 @pytest.mark.parametrize("request_files, status, message", [
-    ([], 400, "multipart file field"),
+    ([], 415, "multipart/form-data"),
+    ([("other", ("x.jpg", b"x"))], 400, "multipart file field"),
     ([("image", ("big.png", b"\0" * (MAX_REQUEST_BYTES + 1)))], 413, "ZOO_MAX_REQUEST_BYTES"),
     ([("image", ("x.jpg", EXAMPLES[0].read_bytes()))] * 65, 413, "at most 64"),
     ([("image", ("x.jpg", EXAMPLES[0].read_bytes()))] * 129, 413, "at most 64"),

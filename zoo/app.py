@@ -42,8 +42,10 @@ MAX_FILE_SIZE = "10mb"
 CONCURRENCY = 2  # predictions run at once; on a small CPU more parallel runs only queue inside onnxruntime
 QUEUE_SIZE = 64
 SOURCES = ["upload", "clipboard"]
-#: What the page may serve as files: the models' plots and the example images.
-ALLOWED_PATHS = [str(registry.PACKAGE_MODELS), str(zoo.models_root()), str(EXAMPLES)]
+#: What the page may serve as files: the example images. The models' folders are refused (their weights are not
+#: for download through the page); their plots are shown from memory.
+ALLOWED_PATHS = [str(EXAMPLES)]
+BLOCKED_PATHS = [str(registry.PACKAGE_MODELS), str(zoo.models_root())]
 #: Inputs reach zoo as uploaded (image_mode=None): zoo/preprocess.py is the one place images are converted.
 IMAGE_INPUT = {"type": "filepath", "sources": SOURCES, "image_mode": None}
 #: The deformable layer's offset branch, cut out of model.onnx by export/offsets.py.
@@ -331,7 +333,8 @@ def models_tab(unavailable: dict[str, str]) -> None:
             with gr.Row():
                 for title, plot in card.plots.items():
                     if (folder / plot).is_file():  # a model not downloaded yet has its card and README only
-                        gr.Image(str(folder / plot), label=title, interactive=False)
+                        with Image.open(folder / plot) as picture:
+                            gr.Image(picture.copy(), label=title, interactive=False)
             gr.JSON(card.to_dict(), label="card.json", open=False)
 
 
@@ -360,17 +363,34 @@ def build_demo() -> gr.Blocks:
 
 
 def serve_with_api(demo: gr.Blocks, host: str, port: int, api_key: str | None) -> None:
-    """The demo at / and zoo serve's HTTP API (/v1/..., /docs, /healthz) from one server; `api_key` guards the
-    API's paths, the demo's pages stay as open as without --api."""
+    """The demo at / and zoo serve's HTTP API (/v1/..., /docs, /metrics, the health routes) from one server;
+    `api_key` guards the API's paths (see `check_demo_binding` for the demo's)."""
     import uvicorn
 
-    from zoo.serve import API_PATHS, LocalModels, allowed_hosts, create_app
+    from zoo.guard import allowed_hosts
+    from zoo.serve import API_PATHS, LocalModels, create_app
 
     api = create_app(api_key, LocalModels(), guarded=API_PATHS, allowed_hosts=allowed_hosts(host))
-    app = gr.mount_gradio_app(api, demo, path="/",
-                              max_file_size=MAX_FILE_SIZE, show_error=True,
-                              allowed_paths=ALLOWED_PATHS)
+    app = gr.mount_gradio_app(api, demo, path="/", max_file_size=MAX_FILE_SIZE, show_error=True,
+                              allowed_paths=ALLOWED_PATHS, blocked_paths=BLOCKED_PATHS)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def check_demo_binding(host: str, api: bool, api_key: str | None, no_auth: bool) -> None:
+    """The demo's one rule: its pages and Gradio's endpoints (which run the models) check no key, so listening
+    beyond the loopback needs --no-auth, said explicitly; with --api, the API there also needs a key
+    (--api-key or ZOO_API_KEY), unless --no-auth serves it open too. ServeError says what to add."""
+    from zoo.guard import API_KEY_ENV, ServeError, loopback
+
+    if loopback(host) or no_auth:
+        return
+    if api and api_key is None:
+        raise ServeError(f"listening on {host}: the demo's pages check no key, and the API needs one: add "
+                         f"--no-auth to serve both to anyone who can reach {host}, or --api-key KEY (or "
+                         f"{API_KEY_ENV}) with --no-auth to guard the API alone.")
+    raise ServeError(f"listening on {host} serves the demo's pages and its model endpoints without a key to "
+                     f"anyone who can reach {host}: add --no-auth to do so"
+                     + (" (the API key still guards /v1/..., /docs and /metrics)." if api else "."))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -381,16 +401,17 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Serve the demo as `args` (add_demo_arguments' flags) ask; usage errors through `parser`."""
-    if args.api:
-        if args.share:
-            parser.error("--share opens Gradio's own server: it cannot carry --api")
-        from zoo.serve import API_KEY_ENV, check_binding
+    from zoo.guard import API_KEY_ENV
 
-        api_key = os.environ.get(API_KEY_ENV) or None
-        try:
-            check_binding(args.host, api_key, no_auth=False)
-        except zoo.ZooError as exc:
-            parser.error(str(exc))
+    if args.api and args.share:
+        parser.error("--share opens Gradio's own server: it cannot carry --api")
+    if args.api_key and not args.api:
+        parser.error("--api-key guards the HTTP API: add --api to serve it")
+    api_key = (args.api_key or os.environ.get(API_KEY_ENV) or None) if args.api else None
+    try:
+        check_demo_binding(args.host, args.api, api_key, args.no_auth)
+    except zoo.ZooError as exc:
+        parser.error(str(exc))
     if args.download:
         for name in zoo.list():
             if registry.source(name) == registry.FETCHABLE:
@@ -401,7 +422,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         return
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_FILE_SIZE, show_error=True,
-        allowed_paths=ALLOWED_PATHS,
+        allowed_paths=ALLOWED_PATHS, blocked_paths=BLOCKED_PATHS,
     )
 
 

@@ -13,6 +13,7 @@ from . import card
 from .batch import BatchError
 from .card import ModelCard
 from .errors import ZooError
+from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
 from .model import Prediction, load, save_onnx
 from . import hub, registry
 from .registry import list_models, models_root
@@ -188,7 +189,8 @@ RAY_LOOPBACK_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE
 def cmd_serve(args: argparse.Namespace) -> int:
     extra = "ray" if args.ray else "serve"
     try:
-        from .serve import API_KEY_ENV, loopback, serve
+        from .guard import API_KEY_ENV, loopback
+        from .serve import preload_names, serve
 
         if args.ray:
             if not args.address and loopback(args.host):
@@ -201,10 +203,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     if args.ray:
         on_ray.start(args.host, args.port, api_key, args.no_auth, args.device, args.replicas, args.threads,
-                     args.address)
+                     args.address, preload=preload_names(args.preload), max_batch=args.max_batch,
+                     batch_wait=args.batch_wait_ms / 1000, max_queue=args.max_queue)
     else:
-        serve(args.host, args.port, api_key, args.no_auth, args.device)
+        serve(args.host, args.port, api_key, args.no_auth, args.device, preload=args.preload,
+              max_batch=args.max_batch, batch_wait=args.batch_wait_ms / 1000, max_queue=args.max_queue,
+              access_log=args.access_log, log_json=args.log_json)
     return 0
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
 
 
 def positive(text: str) -> int:
@@ -220,8 +232,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
     parser.add_argument("--api", action="store_true",
-                        help="also serve zoo's HTTP API (as `zoo serve`: /v1/..., /docs) from the same server; "
-                             "beyond the loopback it needs ZOO_API_KEY, which guards the API's paths")
+                        help="also serve zoo's HTTP API (as `zoo serve`: /v1/..., /docs, /metrics, /readyz) from "
+                             "the same server; the key guards the API's paths")
+    parser.add_argument("--api-key", help="with --api: require 'Authorization: Bearer KEY' on the API's paths "
+                                          "(default: $ZOO_API_KEY)")
+    parser.add_argument("--no-auth", action="store_true",
+                        help="listen beyond the loopback although the demo's pages (and Gradio's endpoints, which "
+                             "run the models) check no key; with --api and no key, the API is open too")
     parser.add_argument("--download", action="store_true",
                         help="first download every model this machine lacks (otherwise the demo shows the models here)")
 
@@ -275,6 +292,16 @@ def main(argv: list[str] | None = None) -> int:
                                           "beyond the loopback")
     served.add_argument("--no-auth", action="store_true", help="serve beyond the loopback without an API key")
     served.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    served.add_argument("--preload", nargs="+", default=(), metavar="NAME",
+                        help="load (and warm) these models at startup, or 'all'; /readyz answers 200 once they are")
+    served.add_argument("--max-batch", type=positive, default=MAX_BATCH, metavar="N",
+                        help=f"the most images in one onnxruntime run (default {MAX_BATCH})")
+    served.add_argument("--batch-wait-ms", type=non_negative, default=BATCH_WAIT * 1000, metavar="MS",
+                        help=f"how long a batch waits for requests still being decoded (default {BATCH_WAIT * 1000:g})")
+    served.add_argument("--max-queue", type=positive, default=MAX_QUEUE, metavar="N",
+                        help=f"requests admitted per model at once; more get 503 with Retry-After (default {MAX_QUEUE})")
+    served.add_argument("--access-log", action="store_true", help="log one line per request (with its X-Request-ID)")
+    served.add_argument("--log-json", action="store_true", help="log JSON lines instead of text")
     on_ray = served.add_argument_group("on a Ray cluster (the ray extra)")
     on_ray.add_argument("--ray", action="store_true", help="serve through Ray Serve: the same routes, on replicas")
     on_ray.add_argument("--replicas", type=positive, default=1, help="replicas of the API (default 1)")

@@ -132,6 +132,16 @@ def _decode(data: bytes, what: str, fit: tuple[int, int] | None = None) -> Image
                             loaded=lambda image: _check_data_filled(image, data, fit, what))
 
 
+def claimed_pixels(data: bytes) -> int:
+    """The pixels (width x height) an encoded image's header claims, read without decoding it: what decoding it
+    may cost. 0 for data that no accepted decoder opens (decoding refuses it at once)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
+            return opened.size[0] * opened.size[1]
+    except Exception:  # noqa: BLE001 - unreadable data: `load_image` says why
+        return 0
+
+
 #: A JPEG claiming more pixels than this is checked against its data before it is decoded, so that a header
 #: that lies by millions of pixels costs no decoding; smaller ones are decoded, then checked.
 WALK_PIXELS = 1 << 20

@@ -12,6 +12,7 @@ Both run the models as `zoo.load` does, so their answers are zoo's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
@@ -26,7 +27,10 @@ from ray import serve
 from .errors import ZooError
 from .model import REFINED_TASKS, Model, Prediction, load
 from .preprocess import ImageInput
-from .serve import BATCH_WAIT, MAX_IMAGES, check_binding, create_app, loopback, prepared, run_together
+from .guard import allowed_hosts, check_binding, loopback
+from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
+from .observe import Metrics
+from .serve import create_app, prepared, run_together, warm_up
 
 #: The columns a batch's images are read from, in the order they are looked for: `image` as
 #: `ray.data.read_images` makes it, `bytes` as `ray.data.read_binary_files` makes it; `a` and `b` for pairs.
@@ -84,28 +88,56 @@ class Predictor:
 @serve.deployment
 @serve.ingress()
 class ZooDeployment:
-    """`zoo serve`'s API on Ray Serve: every replica loads the models it is asked for, and requests for one
-    model arriving together run as one onnxruntime batch (`serve.batch`, up to MAX_IMAGES images)."""
+    """`zoo serve`'s API on Ray Serve: every replica loads the models it is asked for (off its event loop, once,
+    and warmed; the `preload` ones when it starts), and requests for one model arriving together run as one
+    onnxruntime batch (`serve.batch`, up to MAX_BATCH images). Each replica has its own /metrics and /readyz."""
 
-    def __init__(self, api_key: str | None = None, device: str = "auto", threads: int = 1) -> None:
+    def __init__(self, api_key: str | None = None, device: str = "auto", threads: int = 1,
+                 allowed_hosts: tuple[str, ...] | None = None, preload: Sequence[str] = (),
+                 max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT) -> None:
         self.api_key, self.device, self.threads = api_key, device, threads
+        self.allowed_hosts, self.preload = allowed_hosts, tuple(preload)
+        self._batched.set_max_batch_size(max_batch)
+        self._batched.set_batch_wait_timeout_s(batch_wait)
+        self.metrics = Metrics()
         self.models: dict[str, Model] = {}
+        self.loading: dict[str, asyncio.Future] = {}
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.api_key, backend=self)
+        return create_app(self.api_key, backend=self, allowed_hosts=self.allowed_hosts, preload=self.preload)
 
-    def model(self, name: str) -> Model:
+    def loaded(self, name: str) -> bool:
+        return name in self.models
+
+    async def model(self, name: str) -> Model:
         if name not in self.models:
-            self.models[name] = load(name, device=self.device, threads=self.threads, spinning=False,
-                                     registry_only=True)
+            if name not in self.loading:
+                self.loading[name] = asyncio.ensure_future(asyncio.to_thread(self._load, name))
+            task = self.loading[name]
+            try:
+                self.models[name] = await asyncio.shield(task)
+            finally:
+                if self.loading.get(name) is task and task.done():
+                    del self.loading[name]
         return self.models[name]
+
+    def _load(self, name: str) -> Model:
+        started = time.perf_counter()
+        model = load(name, device=self.device, threads=self.threads, spinning=False, registry_only=True)
+        warm_up(model)
+        self.metrics.load_seconds.labels(name).set(time.perf_counter() - started)
+        self.metrics.loaded.labels(name).set(1)
+        return model
+
+    def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # Ray Serve bounds the queue (max_queued_requests) and answers 503 itself
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]],
                       refine: bool = True) -> list[Prediction]:
-        feeds = await prepared(self.model(name), items, refine)
+        feeds = await prepared(await self.model(name), items, refine)
         return await self._batched((name, feeds))
 
-    @serve.batch(max_batch_size=MAX_IMAGES, batch_wait_timeout_s=BATCH_WAIT,
+    @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=BATCH_WAIT,
                  batch_size_fn=lambda requests: sum(len(next(iter(feeds.values()))) for _, feeds in requests))
     async def _batched(self, requests: Sequence[tuple[str, dict[str, np.ndarray]]]) -> list[list[Prediction]]:
         by_model: dict[str, list[int]] = defaultdict(list)
@@ -113,7 +145,9 @@ class ZooDeployment:
             by_model[name].append(index)
         answers: list[Any] = [None] * len(requests)
         for name, indices in by_model.items():
-            together = await asyncio.to_thread(run_together, self.model(name), [requests[i][1] for i in indices])
+            together = await asyncio.to_thread(run_together, self.models[name], [requests[i][1] for i in indices])
+            self.metrics.batch_size.labels(name).observe(sum(len(answer) for answer in together))
+            self.metrics.images.labels(name).inc(sum(len(answer) for answer in together))
             for index, answer in zip(indices, together):
                 answers[index] = answer
         return answers
@@ -121,9 +155,12 @@ class ZooDeployment:
 
 def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, no_auth: bool = False,
           device: str = "auto", replicas: int = 1, threads: int = 1, address: str | None = None,
-          blocking: bool = True) -> None:
+          blocking: bool = True, preload: Sequence[str] = (), max_batch: int = MAX_BATCH,
+          batch_wait: float = BATCH_WAIT, max_queue: int = MAX_QUEUE) -> None:
     """Run `ZooDeployment` with `replicas` replicas (each `threads` onnxruntime threads and as many CPUs) behind
-    Ray Serve's HTTP proxy on host:port, as the Serve application APP_NAME.
+    Ray Serve's HTTP proxy on host:port, as the Serve application APP_NAME, with `zoo serve`'s Host rule and
+    options: `preload` (each replica), `max_batch` and `batch_wait` (Ray's batching), `max_queue` (Ray's
+    `max_queued_requests`: requests past it are answered 503 by Ray).
 
     `address`: an existing cluster ("auto", "HOST:6379"); without it (and no Ray connected yet) a local one
     starts, without the dashboard when `host` is the loopback (`zoo serve --ray` then also keeps Ray's own
@@ -137,8 +174,10 @@ def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
     elif started_here:
         ray.init(include_dashboard=not loopback(host))
     serve.start(http_options={"host": host, "port": port})
-    deployment = ZooDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": threads})
-    serve.run(deployment.bind(api_key, device, threads), name=APP_NAME, route_prefix="/")
+    deployment = ZooDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": threads},
+                                       max_queued_requests=max_queue)
+    serve.run(deployment.bind(api_key, device, threads, allowed_hosts(host), preload, max_batch, batch_wait),
+              name=APP_NAME, route_prefix="/")
     if not blocking:
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds through the clean-up below, as Ctrl-C does

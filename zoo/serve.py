@@ -1,91 +1,96 @@
 """`zoo serve`: the zoo as an HTTP JSON API (FastAPI + uvicorn, the `serve` extra), with OpenAPI docs at /docs.
 
-    GET  /healthz                      {"status": "ok"} (also HEAD)
+    GET  /livez, /healthz              {"status": "ok"}: the server answers (also HEAD; no key needed)
+    GET  /readyz                       200 once the preloaded models are loaded and warmed, else 503 and why
+    GET  /metrics                      Prometheus metrics (text format)
     GET  /v1/models                    the models: name, task, inputs, labels, test accuracy; one whose card
                                        cannot be read is listed as unavailable, with the reason
     GET  /v1/models/{name}             the model's card, once checked as `zoo.load` checks it
     POST /v1/models/{name}/predict     multipart: `image` (repeated, up to MAX_IMAGES), or `a` and `b` for the
-                                       changer; answers {"predictions": [...]}, one per image or pair, with the
-                                       fields of `zoo predict --json` (label, score, probs; changes and params)
-                                       and, for the changer, `refined` and `alignment_score`; a form field or
-                                       query parameter `refine=false` gives the network's estimate alone
+                                       changer; or one image as the raw body (`Content-Type: image/...`);
+                                       answers {"predictions": [...]}, one per image or pair, with the fields of
+                                       `zoo predict --json`; a form field or query parameter `refine=false` gives
+                                       the changer's network estimate alone
 
-Each request's images are decoded and checked on a worker thread (a bad one answers 4xx with zoo's message);
-then the requests waiting for a model are run as one onnxruntime batch (up to MAX_IMAGES inputs, gathered for
-at most BATCH_WAIT seconds). The server listens on the loopback unless told otherwise, and then only with an
-API key (a bearer token, compared in constant time) or an explicit `--no-auth`; on the loopback it answers only
-the loopback's Host names (ZOO_ALLOWED_HOSTS). Request bodies are capped (ZOO_MAX_REQUEST_BYTES, 413) and headers
-and bodies must arrive in time (ZOO_READ_TIMEOUT, 408). Error answers carry no path of the server
-(`public_message`). The routes run over a `Backend`: `LocalModels` here, the Ray Serve deployment in `zoo.ray` on
-a cluster.
+A model is loaded (files checked, session created, one warm-up run) on a worker thread, at startup for the
+models `--preload` names, else on its first request; a load that failed is remembered for FAILURE_MEMORY seconds.
+Each request's images are checked against the request's pixel budget (MAX_REQUEST_PIXELS, read from their
+headers before anything is decoded) and decoded on the decoding threads, or on the event loop when their headers
+claim INLINE_DECODE_PIXELS or fewer in all; then the requests waiting for a model run as one onnxruntime batch
+(up to `max_batch` images, gathered for at most `batch_wait` seconds while other requests are still decoding).
+At most `max_queue` requests per model are admitted at once; the next get 503 with Retry-After. The guard
+(`zoo.guard`) checks Host, API key, body size and read time first; `zoo.observe` gives request ids, the access
+log and the metrics. The routes run over a `Backend`: `LocalModels` here, the Ray Serve deployment in `zoo.ray`
+on a cluster.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
-import logging
+import contextlib
 import os
 import re
 import tempfile
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, AsyncIterator, Iterator, Protocol, Sequence
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers, UploadFile
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
 
 from .card import ModelCard
 from .errors import ImageError, ModelFileError, UnknownModelError, ZooError
 from .files import CARD_FILE, GRAPH_FILE
+from .guard import Guard, allowed_hosts, check_binding, timed_protocol
+from .limits import (BATCH_WAIT, FAILURE_MEMORY, INLINE_DECODE_PIXELS, MAX_BATCH, MAX_IMAGES, MAX_QUEUE,
+                     MAX_REQUEST_PIXELS, READ_TIMEOUT, RETRY_AFTER)
 from .model import Model, Prediction, concatenated, load
-from .preprocess import ImageInput
+from .observe import LOG, METRICS_MEDIA_TYPE, Metrics, Observe, configure_logging
+from .preprocess import ImageInput, claimed_pixels
 from .registry import (HOME_ENV, PACKAGE_MODELS, card_dir, card_or_error, index, list_models, models_root,
                        without_folder)
+from .release import VERSION
 from .runtime import checked_card, sha256_file
 
-MAX_IMAGES = 64
-#: How long a batch waits for more requests before it runs: a few milliseconds against tens per ResNet-50 run.
-BATCH_WAIT = 0.004
-#: Uploads up to this many bytes are decoded on the event loop (a 32x32 JPEG is ~1 KB; a phone photo, MBs).
-INLINE_DECODE_BYTES = 64 * 1024
-#: How often a waiting batch looks for requests that have finished decoding.
-BATCH_POLL = 0.0005
-#: The largest request body accepted (ZOO_MAX_REQUEST_BYTES): a Content-Length over it is refused before the body
-#: is read, and any body (chunked too) is counted as it is read and refused as soon as it passes it.
-MAX_REQUEST_BYTES = int(os.environ.get("ZOO_MAX_REQUEST_BYTES", 64 * 2**20))
-#: Seconds a client has to send a request's headers (from its first byte, or the connection's start) and then
-#: its whole body (ZOO_READ_TIMEOUT): a client that sends them byte by byte is answered 408 and cut off.
-READ_TIMEOUT = float(os.environ.get("ZOO_READ_TIMEOUT", 60))
-#: Host names a server on the loopback answers (ZOO_ALLOWED_HOSTS, comma-separated, "*" for any), besides the
-#: address it listens on: a page that rebinds its own DNS name to 127.0.0.1 does not reach the API.
-ALLOWED_HOSTS_ENV = "ZOO_ALLOWED_HOSTS"
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-API_KEY_ENV = "ZOO_API_KEY"
 #: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
-API_PATHS = ("/v1/", "/docs", "/redoc", "/openapi.json")
+API_PATHS = ("/v1/", "/docs", "/openapi.json", "/metrics")
+#: The media types a raw request body may have: one image.
+RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 
 
-LOG = logging.getLogger("zoo.serve")
+class QueueFull(ZooError):
+    """A model has as many requests as it admits; answered 503 with Retry-After."""
 
 
-class ServeError(ZooError):
-    """The server cannot start as asked (e.g. a public address without an API key)."""
+class TooManyPixels(ZooError):
+    """A request's images claim more pixels in all than the request's budget; answered 413."""
 
 
 class Backend(Protocol):
     """Where the API's models live and run."""
 
-    def model(self, name: str) -> Model:
-        """Model `name`, loaded once (UnknownModelError when there is none)."""
+    metrics: Metrics
+
+    def loaded(self, name: str) -> bool:
+        """Whether model `name` is loaded (and warmed) here."""
+
+    async def model(self, name: str) -> Model:
+        """Model `name`, loaded once off the event loop (UnknownModelError when there is none)."""
+
+    def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Holds a place in model `name`'s queue for one request while it is handled (QueueFull when none is
+        left)."""
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]],
                       refine: bool = True) -> list[Prediction]:
-        """Predictions for one request's inputs, decoded off the event loop and run in one batch with other
-        requests for the same model; `refine`: the changer's alignment (`Model.predict`)."""
+        """Predictions for one request's inputs, decoded (`prepared`) and run in one batch with other requests
+        for the same model; `refine`: the changer's alignment (`Model.predict`)."""
 
 
 def run_together(model: Model, requests: Sequence[dict[str, np.ndarray]]) -> list[list[Prediction]]:
@@ -96,6 +101,27 @@ def run_together(model: Model, requests: Sequence[dict[str, np.ndarray]]) -> lis
     return [predictions[start:start + size] for start, size in zip(starts, sizes)]
 
 
+def images_of(items: Sequence[ImageInput | tuple[ImageInput, ...]]) -> Iterator[ImageInput]:
+    for item in items:
+        yield from item if isinstance(item, tuple) else (item,)
+
+
+async def prepared(model: Model, items: list[ImageInput | tuple[ImageInput, ...]], refine: bool = True,
+                   decoder: ThreadPoolExecutor | None = None) -> dict[str, np.ndarray]:
+    """`model.prepare_batch(items, refine)` within the request's pixel budget: the pixels the encoded images'
+    headers claim are added up before anything is decoded (TooManyPixels over MAX_REQUEST_PIXELS); a request
+    that claims INLINE_DECODE_PIXELS or fewer is decoded on the event loop, any other on `decoder` (default: the
+    loop's threads), so that no upload stalls the loop whatever its size in bytes."""
+    claimed = sum(claimed_pixels(image) for image in images_of(items) if isinstance(image, (bytes, bytearray)))
+    if claimed > MAX_REQUEST_PIXELS:
+        raise TooManyPixels(f"the request's images claim {claimed:,} pixels in all, over the limit of "
+                            f"{MAX_REQUEST_PIXELS:,} per request (ZOO_MAX_REQUEST_PIXELS): send fewer or smaller "
+                            "images per request.")
+    if claimed <= INLINE_DECODE_PIXELS and all(isinstance(image, (bytes, bytearray)) for image in images_of(items)):
+        return model.prepare_batch(items, refine)
+    return await asyncio.get_running_loop().run_in_executor(decoder, model.prepare_batch, items, refine)
+
+
 @dataclass
 class Pending:
     feeds: dict[str, np.ndarray]
@@ -104,216 +130,257 @@ class Pending:
 
 
 class Batcher:
-    """One model's queue: requests that arrive together share one onnxruntime run."""
+    """One model's queue: requests that arrive together share one onnxruntime run. Event-driven: the batch
+    waits for a request still decoding only until it is queued (or `batch_wait` has passed)."""
 
-    def __init__(self, model: Model) -> None:
-        self.model = model
-        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
-        self.worker: asyncio.Task | None = None
+    def __init__(self, model: Model, metrics: Metrics, max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT,
+                 max_queue: int = MAX_QUEUE) -> None:
+        self.model, self.metrics = model, metrics
+        self.max_batch, self.batch_wait, self.max_queue = max_batch, batch_wait, max_queue
+        self.queue: deque[Pending] = deque()
+        self.changed = asyncio.Event()  # set when a request is queued or stops decoding
+        self.admitted = 0  # requests holding a place: decoding, queued or running
         self.decoding = 0  # requests whose images are being decoded: they will join the queue soon
+        self.worker: asyncio.Task | None = None
 
-    async def predict(self, items: list[ImageInput | tuple[ImageInput, ...]], refine: bool = True) -> list[Prediction]:
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        if self.admitted >= self.max_queue:
+            raise QueueFull(f"model {self.model.name!r} has {self.admitted} requests waiting, its limit "
+                            f"(--max-queue): try again in {RETRY_AFTER} s.")
+        self.admitted += 1
+        depth = self.metrics.queue_depth.labels(self.model.name)
+        depth.inc()
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+            depth.dec()
+
+    async def predict(self, items: list[ImageInput | tuple[ImageInput, ...]], refine: bool = True,
+                      decoder: ThreadPoolExecutor | None = None) -> list[Prediction]:
         if self.worker is None:
             self.worker = asyncio.create_task(self.run())
         self.decoding += 1
         try:
-            feeds = await prepared(self.model, items, refine)
+            feeds = await prepared(self.model, items, refine, decoder)
         finally:
             self.decoding -= 1
+            self.changed.set()
         pending = Pending(feeds, len(items))
-        self.queue.put_nowait(pending)
+        self.queue.append(pending)
+        self.changed.set()
         return await pending.done
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self.queue.get()]
-            size, deadline = batch[0].count, loop.time() + BATCH_WAIT
-            # Take what is queued; wait (up to BATCH_WAIT) only for requests still decoding.
-            while size < MAX_IMAGES:
-                if not self.queue.empty():
-                    batch.append(self.queue.get_nowait())
+            self.changed.clear()
+            if not self.queue:
+                await self.changed.wait()
+                continue
+            batch = [self.queue.popleft()]
+            size, deadline = batch[0].count, loop.time() + self.batch_wait
+            # Take what is queued; wait (up to batch_wait) only while requests are still decoding.
+            while size < self.max_batch:
+                if self.queue:
+                    if size + self.queue[0].count > self.max_batch:
+                        break
+                    batch.append(self.queue.popleft())
                     size += batch[-1].count
-                elif self.decoding and loop.time() < deadline:
-                    await asyncio.sleep(BATCH_POLL)
-                else:
+                    continue
+                remaining = deadline - loop.time()
+                if not self.decoding or remaining <= 0:
                     break
+                self.changed.clear()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            self.metrics.batch_size.labels(self.model.name).observe(size)
             try:
                 answers = await asyncio.to_thread(run_together, self.model, [pending.feeds for pending in batch])
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for pending in batch:
-                    pending.done.set_exception(exc)
+                    if not pending.done.done():
+                        pending.done.set_exception(exc)
                 continue
+            self.metrics.images.labels(self.model.name).inc(size)
             for pending, answer in zip(batch, answers):
-                pending.done.set_result(answer)
+                if not pending.done.done():  # its client may have left
+                    pending.done.set_result(answer)
 
 
-async def prepared(model: Model, items: list[ImageInput | tuple[ImageInput, ...]],
-                   refine: bool = True) -> dict[str, np.ndarray]:
-    """`model.prepare_batch(items, refine)`: small uploads on the event loop (a thread hand-off costs more than they
-    take, and threads decoding many of them contend for the GIL), larger ones on a worker thread."""
-    if sum(len(image) for item in items for image in (item if isinstance(item, tuple) else (item,))) \
-            <= INLINE_DECODE_BYTES:
-        return model.prepare_batch(items, refine)
-    return await asyncio.to_thread(model.prepare_batch, items, refine)
+def warm_up(model: Model) -> None:
+    """One run on a blank input, so that the first request does not pay for onnxruntime's first-run setup."""
+    height, width = model.card.inputs[0].height, model.card.inputs[0].width
+    blank = np.zeros((height, width, 3), np.uint8)
+    item = blank if len(model.card.inputs) == 1 else (blank,) * len(model.card.inputs)
+    model.predict_prepared(model.prepare_batch([item], refine=False))
 
 
 class LocalModels:
-    """`zoo serve`'s backend: each model loaded in this process on first use, with its own Batcher."""
+    """`zoo serve`'s backend: each model loaded in this process (on a worker thread, once, and warmed) when it is
+    preloaded or first asked for, with its own Batcher; images decoded on `decode_threads` threads."""
 
-    def __init__(self, device: str = "auto") -> None:
-        self.device = device
+    def __init__(self, device: str = "auto", max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT,
+                 max_queue: int = MAX_QUEUE, decode_threads: int | None = None) -> None:
+        self.device, self.max_batch, self.batch_wait, self.max_queue = device, max_batch, batch_wait, max_queue
+        self.metrics = Metrics()
         self.batchers: dict[str, Batcher] = {}
+        self.loading: dict[str, asyncio.Future] = {}
+        self.failures: dict[str, tuple[float, ZooError]] = {}  # model -> (until when, why)
+        self.decoder = ThreadPoolExecutor(decode_threads or os.cpu_count() or 1, thread_name_prefix="zoo-decode")
 
-    def model(self, name: str) -> Model:
+    def loaded(self, name: str) -> bool:
+        return name in self.batchers
+
+    async def model(self, name: str) -> Model:
+        if name in self.batchers:
+            return self.batchers[name].model
+        loop = asyncio.get_running_loop()
+        until, failure = self.failures.get(name, (0.0, None))
+        if failure is not None and loop.time() < until:
+            raise failure
+        if name not in self.loading:
+            self.loading[name] = asyncio.ensure_future(asyncio.to_thread(self._load, name))
+        task = self.loading[name]
+        try:
+            model = await asyncio.shield(task)  # one client leaving does not cancel the others' load
+        except UnknownModelError:
+            raise  # not remembered: any name can be asked for
+        except ZooError as exc:
+            self.failures[name] = (loop.time() + FAILURE_MEMORY, exc)
+            raise
+        finally:
+            if self.loading.get(name) is task and task.done():
+                del self.loading[name]
+        self.failures.pop(name, None)
         if name not in self.batchers:
-            self.batchers[name] = Batcher(load(name, device=self.device, spinning=False, registry_only=True))
+            self.batchers[name] = Batcher(model, self.metrics, self.max_batch, self.batch_wait, self.max_queue)
         return self.batchers[name].model
+
+    def _load(self, name: str) -> Model:
+        started = time.perf_counter()
+        model = load(name, device=self.device, spinning=False, registry_only=True)
+        warm_up(model)
+        self.metrics.load_seconds.labels(name).set(time.perf_counter() - started)
+        self.metrics.loaded.labels(name).set(1)
+        return model
+
+    def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return self.batchers[name].admission()
 
     async def predict(self, name: str, items: list[ImageInput | tuple[ImageInput, ...]],
                       refine: bool = True) -> list[Prediction]:
-        self.model(name)
-        return await self.batchers[name].predict(items, refine)
+        await self.model(name)
+        return await self.batchers[name].predict(items, refine, self.decoder)
 
 
-class Guard:
-    """Refuses a request for a Host name not in `allowed_hosts` (400), one under `guarded` paths (but /healthz)
-    without the API key (401), or one whose Content-Length is over MAX_REQUEST_BYTES (413), before the app reads
-    it; then counts and times the body as the app reads it (`BodyLimits`). A plain ASGI middleware: FastAPI's
-    `@app.middleware` costs a task group per request."""
+class Readiness:
+    """Whether the server is ready (`/readyz`): every model it was asked to preload is loaded and warmed."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, guarded: tuple[str, ...] = ("/",),
-                 allowed_hosts: tuple[str, ...] | None = None) -> None:
-        self.app, self.api_key, self.guarded = app, api_key, guarded
-        self.allowed_hosts = None if allowed_hosts is None or "*" in allowed_hosts else \
-            {host.strip().strip("[]").lower() for host in allowed_hosts}
+    def __init__(self, backend: Backend, preload: Sequence[str]) -> None:
+        self.backend, self.preload = backend, tuple(preload)
+        self.failed: dict[str, str] = {}
+        self.started: float | None = None
+        self.task: asyncio.Task | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self.refusal(scope["path"], Headers(scope=scope))
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
-        await BodyLimits(self.app).run(scope, receive, send)
+    def start(self) -> None:
+        if self.preload:
+            self.task = asyncio.create_task(self.load_all())
 
-    def refusal(self, path: str, headers: Headers) -> JSONResponse | None:
-        if self.allowed_hosts is not None and host_name(headers.get("host", "")) not in self.allowed_hosts:
-            return JSONResponse({"detail": f"this server does not answer for that Host header ({ALLOWED_HOSTS_ENV} "
-                                           "lists the names it answers)"}, 400)
-        if self.api_key is not None and path != "/healthz" and path.startswith(self.guarded):
-            scheme, _, token = headers.get("authorization", "").strip().partition(" ")
-            # The scheme is case-insensitive (RFC 7235); the token is compared in constant time.
-            if not (hmac.compare_digest(token.strip().encode(), self.api_key.encode()) & (scheme.lower() == "bearer")):
-                return JSONResponse({"detail": "missing or wrong API key: send 'Authorization: Bearer KEY'"}, 401)
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
-            return too_large()
-        return None
-
-
-def host_name(host: str) -> str:
-    """The name in a Host header, without its port: `[::1]:8000` -> `::1`, `Example.org:80` -> `example.org`."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
-
-
-def too_large() -> JSONResponse:
-    return JSONResponse({"detail": f"the request is over {MAX_REQUEST_BYTES} bytes (ZOO_MAX_REQUEST_BYTES)"}, 413,
-                        headers={"Connection": "close"})
-
-
-def too_slow() -> JSONResponse:
-    return JSONResponse({"detail": f"the request's body took over {READ_TIMEOUT:g} s to arrive (ZOO_READ_TIMEOUT)"},
-                        408, headers={"Connection": "close"})
-
-
-class BodyLimits:
-    """One request's body as the app reads it, counted and timed: past MAX_REQUEST_BYTES (chunked or not, whatever
-    Content-Length said) or READ_TIMEOUT seconds, the app is told the client left, nothing more is read, and the
-    client gets 413 or 408 instead of the app's answer (unless the app had already begun to answer)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.received = 0
-        self.refusal: JSONResponse | None = None
-        self.started = False  # whether a response (the app's or the refusal) has begun
-        self.body_done = False
-
-    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + READ_TIMEOUT
-
-        async def counted_receive() -> dict:
-            if self.refusal is not None:
-                return {"type": "http.disconnect"}
-            if self.body_done:  # only a disconnect can come now: no deadline
-                return await receive()
+    async def load_all(self) -> None:
+        started = time.perf_counter()
+        for name in self.preload:
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
-            except asyncio.TimeoutError:
-                self.refuse(too_slow())
-                return {"type": "http.disconnect"}
-            if message["type"] == "http.request":
-                self.body_done = not message.get("more_body", False)
-                self.received += len(message.get("body", b""))
-                if self.received > MAX_REQUEST_BYTES:
-                    self.refuse(too_large())
-                    return {"type": "http.disconnect"}
-            return message
+                model = await self.backend.model(name)
+            except ZooError as exc:
+                self.failed[name] = public_message(str(exc))
+                LOG.error("not ready: model %r did not load: %s", name, exc)
+                continue
+            self.failed.pop(name, None)
+            LOG.info("loaded %s on %s", name, getattr(model, "device", "?"))
+        if not self.failed:
+            LOG.info("ready: %d model(s) loaded in %.1f s", len(self.preload), time.perf_counter() - started)
 
-        async def send_refusal() -> None:
-            if not self.started:
-                self.started = True
-                await self.refusal(scope, receive, send)
+    def state(self) -> tuple[bool, dict[str, Any]]:
+        loading = [name for name in self.preload if not self.backend.loaded(name)]
+        if not loading:
+            return True, {"status": "ready", "models": list(self.preload)}
+        failed = {name: reason for name, reason in self.failed.items() if name in loading}
+        return False, {"status": "not ready", "loading": [n for n in loading if n not in failed], "failed": failed}
 
-        async def guarded_send(message: dict) -> None:
-            if self.refusal is not None:
-                await send_refusal()  # the app's answer after a refusal goes nowhere
-                return
-            self.started = True
-            await send(message)
 
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if self.refusal is None:
-                raise
-        if self.refusal is not None:
-            await send_refusal()
-
-    def refuse(self, response: JSONResponse) -> None:
-        if self.refusal is None and not self.started:
-            self.refusal = response
+#: The predict route's request body in the OpenAPI schema, so that /docs can send files.
+PREDICT_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                      "description": f"the image(s), up to {MAX_IMAGES} (models with one input)"},
+            "a": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "the changer: view A of each pair (as many as `b`, paired in order)"},
+            "b": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "the changer: view B of each pair"},
+            "refine": {"type": "boolean", "default": True,
+                       "description": "the changer: refine the network's estimate by aligning the views"}}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}}}},
+    "parameters": [{"name": "refine", "in": "query", "required": False, "schema": {"type": "boolean"},
+                    "description": "as the form field `refine` (for a raw image body)"}],
+    "responses": {"413": {"description": "over a limit: body size, images or pixels per request"},
+                  "422": {"description": "an image zoo refuses, with the reason"},
+                  "503": {"description": "the model's queue is full: try again after Retry-After seconds"}},
+}
 
 
 def create_app(api_key: str | None = None, backend: Backend | None = None, guarded: tuple[str, ...] = ("/",),
-               allowed_hosts: tuple[str, ...] | None = None) -> FastAPI:
+               allowed_hosts: tuple[str, ...] | None = None, preload: Sequence[str] = (),
+               access_log: bool = False) -> FastAPI:
     """The API over the models in `zoo.list()`, run by `backend` (default: `LocalModels()`); `api_key`: required
-    as a bearer token on every path that starts with one of `guarded` (all by default) but /healthz;
-    `allowed_hosts`: the Host header names answered (None: any; see `allowed_hosts`)."""
-    app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version="1")
+    as a bearer token on every path that starts with one of `guarded` (all by default) but the health routes;
+    `allowed_hosts`: the Host header names answered (None: any; see `zoo.guard.allowed_hosts`); `preload`: models
+    loaded at startup, which /readyz waits for; `access_log`: one log line per request (`zoo.access`)."""
     models_here = backend or LocalModels()
+    readiness = Readiness(models_here, preload)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        readiness.start()
+        yield
+
+    app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version=VERSION, docs_url=None,
+                  redoc_url=None, lifespan=lifespan)
+    app.openapi_version = "3.0.3"  # the version the packaged Swagger UI (4.x) renders; file fields as format: binary
     app.add_middleware(Guard, api_key=api_key, guarded=guarded, allowed_hosts=allowed_hosts)
+    app.add_middleware(Observe, metrics=models_here.metrics, access_log=access_log, routes=app.router.routes)
 
     @app.exception_handler(ZooError)
     async def zoo_error(request: Request, exc: ZooError) -> JSONResponse:
-        status = 404 if isinstance(exc, UnknownModelError) else 422 if isinstance(exc, ImageError) else 500
-        if status == 500:
-            LOG.warning("%s %s: %s", request.method, request.url.path, exc)  # the full message, paths included
-        return JSONResponse({"detail": public_message(str(exc))}, status)
+        status = 404 if isinstance(exc, UnknownModelError) else 422 if isinstance(exc, ImageError) else \
+            413 if isinstance(exc, TooManyPixels) else 503 if isinstance(exc, QueueFull) else 500
+        if status == 500:  # the full message, paths included, with the id the client was given
+            LOG.warning("%s %s: %s", request.method, request.url.path, exc,
+                        extra={"request_id": request.scope.get("state", {}).get("request_id", "-")})
+        headers = {"Retry-After": str(RETRY_AFTER)} if status == 503 else None
+        return JSONResponse({"detail": public_message(str(exc))}, status, headers=headers)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": public_message(str(exc.detail))}, exc.status_code, headers=exc.headers)
 
+    @app.api_route("/livez", methods=["GET", "HEAD"])
     @app.api_route("/healthz", methods=["GET", "HEAD"])
-    async def healthz() -> dict[str, str]:
+    async def livez() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.api_route("/readyz", methods=["GET", "HEAD"])
+    async def readyz() -> JSONResponse:
+        ready, state = readiness.state()
+        return JSONResponse(state, 200 if ready else 503)
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(models_here.metrics.exposition(), media_type=METRICS_MEDIA_TYPE)
 
     @app.get("/v1/models")
     def models() -> dict[str, list[dict[str, Any]]]:  # reads every card: FastAPI runs it on a worker thread
@@ -323,13 +390,82 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     async def model_card(name: str) -> dict[str, Any]:
         return (await asyncio.to_thread(served_card, name)).to_dict()
 
-    @app.post("/v1/models/{name}/predict")
+    @app.post("/v1/models/{name}/predict", openapi_extra=PREDICT_OPENAPI)
     async def predict(name: str, request: Request) -> JSONResponse:
-        items = await uploaded_items(request, len(models_here.model(name).card.inputs))
-        refine = await refine_field(request)
-        return JSONResponse({"predictions": [p.to_dict() for p in await models_here.predict(name, items, refine)]})
+        model = await models_here.model(name)
+        items, refine = await request_items(request, len(model.card.inputs))
+        with models_here.admission(name):
+            predictions = await models_here.predict(name, items, refine)
+        return JSONResponse({"predictions": [p.to_dict() for p in predictions]})
 
+    add_offline_docs(app)
     return app
+
+
+def add_offline_docs(app: FastAPI) -> None:
+    """/docs: Swagger UI from the swagger-ui-bundle package (served here: nothing from a CDN)."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="zoo: API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
+async def request_items(request: Request, n_inputs: int) -> tuple[list[bytes | tuple[bytes, ...]], bool]:
+    """The request's images as zoo inputs and its `refine` field: a multipart form's `image` fields (or the
+    changer's `a` and `b`, paired in order), or a raw image body (one image)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    query_refine = request.query_params.get("refine", "true")
+    if media_type.startswith(RAW_IMAGE_TYPES):
+        if n_inputs != 1:
+            raise HTTPException(415, "this model takes pairs: send them as multipart file fields 'a' and 'b'.")
+        body = await request.body()
+        if not body:
+            raise HTTPException(400, "the request's body is empty: send the image as the body.")
+        return [body], yes_or_no(query_refine)
+    if media_type != "multipart/form-data":
+        raise HTTPException(415, "send the image(s) as multipart/form-data file fields, or one image as the body "
+                                 "with Content-Type image/... .")
+    try:
+        form = await request.form(max_files=2 * MAX_IMAGES, max_fields=2 * MAX_IMAGES)
+    except Exception as exc:  # noqa: BLE001 - starlette's parser says what was malformed
+        if str(getattr(exc, "detail", exc)).startswith(("Too many files", "Too many fields")):
+            raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.") from None
+        raise HTTPException(400, f"the request is not a readable multipart form ({exc}).") from None
+    names = ("image",) if n_inputs == 1 else ("a", "b")
+    columns = []
+    for field_name in names:
+        uploads = form.getlist(field_name)
+        if not all(isinstance(upload, UploadFile) for upload in uploads):
+            raise HTTPException(400, f"field {field_name!r} must be a file upload.")
+        columns.append([await upload.read() for upload in uploads])
+    counts = {len(column) for column in columns}
+    if counts == {0}:
+        raise HTTPException(400, f"send the image(s) as multipart file field(s) {' and '.join(map(repr, names))}.")
+    if len(counts) > 1:
+        raise HTTPException(400, f"send as many {names[0]!r} as {names[1]!r} files: they are paired in order.")
+    if counts.pop() > MAX_IMAGES:
+        raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.")
+    refine = form.get("refine", query_refine)
+    items = columns[0] if n_inputs == 1 else list(zip(*columns))
+    return items, yes_or_no(refine)
+
+
+#: How the `refine` field (form or query) may say yes or no.
+YES, NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def yes_or_no(value: object) -> bool:
+    """The `refine` field's value (a form field or a query parameter, default true): the changer refines its
+    estimate by aligning the views unless it is false."""
+    if not isinstance(value, str) or value.strip().lower() not in YES + NO:
+        raise HTTPException(400, f"field 'refine' must be true or false, got {value!r}.")
+    return value.strip().lower() in YES
 
 
 def listing(name: str, card: ModelCard | ZooError) -> dict[str, Any]:
@@ -373,31 +509,6 @@ def served_card(name: str) -> ModelCard:
     return card
 
 
-async def uploaded_items(request: Request, n_inputs: int) -> list[bytes | tuple[bytes, bytes]]:
-    """The request's images as zoo inputs: `image` fields, or the changer's `a` and `b` fields in pairs."""
-    try:
-        form = await request.form(max_files=2 * MAX_IMAGES, max_fields=2 * MAX_IMAGES)
-    except Exception as exc:  # noqa: BLE001 - starlette's parser says what was malformed
-        if str(getattr(exc, "detail", exc)).startswith(("Too many files", "Too many fields")):
-            raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.") from None
-        raise HTTPException(400, f"the request is not a readable multipart form ({exc}).") from None
-    names = ("image",) if n_inputs == 1 else ("a", "b")
-    columns = []
-    for field_name in names:
-        uploads = form.getlist(field_name)
-        if not all(isinstance(upload, UploadFile) for upload in uploads):
-            raise HTTPException(400, f"field {field_name!r} must be a file upload.")
-        columns.append([await upload.read() for upload in uploads])
-    counts = {len(column) for column in columns}
-    if counts == {0}:
-        raise HTTPException(400, f"send the image(s) as multipart file field(s) {' and '.join(map(repr, names))}.")
-    if len(counts) > 1:
-        raise HTTPException(400, f"send as many {names[0]!r} as {names[1]!r} files: they are paired in order.")
-    if counts.pop() > MAX_IMAGES:
-        raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.")
-    return columns[0] if n_inputs == 1 else list(zip(*columns))
-
-
 #: An absolute path left in a message once the known folders are named: POSIX (after a space, quote, bracket,
 #: '=', ',' or at the start) or Windows (a drive letter).
 _ABSOLUTE_PATH = re.compile(r"""(?<![^\s'"(\[=,])/[^\s'"/]+(?:/[^\s'"/]+)*|\b[A-Za-z]:\\[^\s'"]+""")
@@ -431,90 +542,43 @@ def _last_part(match: re.Match) -> str:
     return "<path>/" + re.split(r"[/\\]", path)[-1] + match.group()[len(path):]
 
 
-#: How the `refine` field (form or query) may say yes or no.
-YES, NO = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-async def refine_field(request: Request) -> bool:
-    """The request's `refine` field, a form field or a query parameter (default true): the changer refines its
-    estimate by aligning the views unless it is false."""
-    form = await request.form()  # already parsed by uploaded_items; starlette keeps it
-    value = form.get("refine", request.query_params.get("refine", "true"))
-    if not isinstance(value, str) or value.strip().lower() not in YES + NO:
-        raise HTTPException(400, f"field 'refine' must be true or false, got {value!r}.")
-    return value.strip().lower() in YES
+def preload_names(asked: Sequence[str]) -> tuple[str, ...]:
+    """`--preload`'s names: `all` is every model whose card can be read (a damaged one is left out and said)."""
+    if list(asked) != ["all"]:
+        return tuple(dict.fromkeys(asked))
+    return tuple(name for name in list_models() if not isinstance(card_or_error(name), ZooError))
 
 
-def loopback(host: str) -> bool:
-    """Whether `host` is this machine's loopback (nothing else can reach it)."""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def device_summary(device: str) -> str:
+    import onnxruntime as ort
+
+    offered = "CUDA" if "CUDAExecutionProvider" in ort.get_available_providers() else "no CUDA"
+    return f"device {device} (onnxruntime offers {offered})" if device != "cpu" else "device cpu"
 
 
-def check_binding(host: str, api_key: str | None, no_auth: bool) -> None:
-    """Refuse to listen beyond the loopback without an API key, unless `--no-auth` says so explicitly."""
-    if not loopback(host) and api_key is None and not no_auth:
-        raise ServeError(f"listening on {host} needs an API key (--api-key or {API_KEY_ENV}), "
-                         "or --no-auth to serve without one.")
-
-
-def allowed_hosts(host: str) -> tuple[str, ...] | None:
-    """The Host header names a server listening on `host` answers: $ZOO_ALLOWED_HOSTS if set (comma-separated;
-    "*": any), else on the loopback its names and `host`, beyond it any (None)."""
-    listed = os.environ.get(ALLOWED_HOSTS_ENV)
-    if listed is not None:
-        return tuple(name.strip() for name in listed.split(",") if name.strip())
-    return (*LOOPBACK_HOSTS, host) if loopback(host) else None
-
-
-def timed_protocol(seconds: float) -> type:
-    """uvicorn's h11 protocol, which waits for a request's headers as long as they take, with a limit: headers
-    not complete `seconds` after the connection opened (or after the first byte following an answer) are
-    answered 408 and the connection closed."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    body = b'{"detail":"the request\'s headers took too long to arrive (ZOO_READ_TIMEOUT)"}'
-    answer = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-              b"content-length: %d\r\n\r\n%s" % (len(body), body))
-
-    class TimedH11Protocol(H11Protocol):
-        header_timer: asyncio.TimerHandle | None = None
-
-        def waiting_for_headers(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.header_timer = self.loop.call_later(seconds, self.headers_too_slow)
-
-        def data_received(self, data: bytes) -> None:
-            if self.header_timer is None and self.waiting_for_headers():
-                self.header_timer = self.loop.call_later(seconds, self.headers_too_slow)
-            super().data_received(data)
-            if self.header_timer is not None and not self.waiting_for_headers():
-                self.header_timer.cancel()
-                self.header_timer = None
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-                self.header_timer = None
-            super().connection_lost(exc)
-
-        def headers_too_slow(self) -> None:
-            self.header_timer = None
-            if self.waiting_for_headers() and not self.transport.is_closing():
-                self.transport.write(answer)
-                self.transport.close()
-
-    return TimedH11Protocol
-
-
-def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str = "auto") -> None:
+def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str = "auto",
+          preload: Sequence[str] = (), max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT,
+          max_queue: int = MAX_QUEUE, access_log: bool = False, log_json: bool = False) -> None:
+    """Listen on host:port (port 0: any free port) and serve until interrupted; one startup line on stderr says
+    where, with which models, device and auth, and another when the preloaded models are ready."""
     import uvicorn
 
     check_binding(host, api_key, no_auth)
-    uvicorn.run(create_app(api_key, LocalModels(device), allowed_hosts=allowed_hosts(host)), host=host, port=port,
-                log_level="warning", access_log=False, http=timed_protocol(READ_TIMEOUT))
+    configure_logging(log_json)
+    preload = preload_names(preload)
+    backend = LocalModels(device, max_batch, batch_wait, max_queue)
+    app = create_app(api_key, backend, allowed_hosts=allowed_hosts(host), preload=preload, access_log=access_log)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            http=timed_protocol(READ_TIMEOUT))
+    listening = config.bind_socket()  # bound before the startup line, which then names the real port
+    bound_host, bound_port = listening.getsockname()[:2]
+    address = f"[{bound_host}]" if ":" in bound_host else bound_host
+    names = list_models()
+    LOG.info("zoo serve %s listening on http://%s:%d | %d models: %s | %s | API key %s | preload: %s | "
+             "max batch %d, batch wait %g ms, max queue %d | access log %s",
+             VERSION, address, bound_port, len(names), ", ".join(names), device_summary(device),
+             "required" if api_key else "off", ", ".join(preload) or "none", max_batch, batch_wait * 1000,
+             max_queue, "on" if access_log else "off")
+    uvicorn.Server(config).run(sockets=[listening])

@@ -76,7 +76,7 @@ def test_every_answer_has_a_request_id_and_the_access_log_has_its_line(operated,
                         headers={"X-Request-ID": "client-chosen.42"})
     assert chosen.headers["x-request-id"] == "client-chosen.42"
     made = httpx.get(f"{operated}/v1/models/no-such-model", headers={"X-Request-ID": "bad id\twith spaces"})
-    assert made.status_code == 404 and re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+    assert made.status_code == 404 and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", made.headers["x-request-id"])
     time.sleep(0.2)
     access = [line for line in map(json.loads, log.read_text().splitlines()) if line["logger"] == "zoo.access"]
     by_id = {line["request_id"]: line for line in access}
@@ -343,3 +343,33 @@ def test_thirty_two_clients_mixing_good_and_bad_requests(tmp_path):
     assert statuses and not wrong, wrong[:5]
     assert not [status for status in statuses if status >= 500]
     assert second - first < 20 * 2**20, (first, second)
+
+
+def test_the_form_parser_reads_what_http_clients_send_and_refuses_the_rest():
+    from fastapi import HTTPException
+
+    from zoo.serve import multipart_fields
+
+    request = httpx.Request("POST", "http://127.0.0.1/", files=[("image", ("a.jpg", b"\r\n--x\r\nA")),
+                                                                ("image", ("b.png", b""))], data={"refine": "false"})
+    body, content_type = request.read(), request.headers["content-type"]
+    assert multipart_fields(body, content_type) == {"refine": [(False, b"false")],
+                                                    "image": [(True, b"\r\n--x\r\nA"), (True, b"")]}
+    quoted = (b"preamble\r\n--b b\t\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.jpg\"\r\n"
+              b"Content-Type: image/jpeg\r\n\r\nDATA\r\n--b b--\r\nepilogue")
+    assert multipart_fields(quoted, 'multipart/form-data; boundary="b b"') == {"image": [(True, b"DATA")]}
+    for body, content_type in [
+        (b"--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nDATA", "multipart/form-data; boundary=b"),
+        (b"--b\r\nContent-Type: image/jpeg\r\n\r\nDATA\r\n--b--", "multipart/form-data; boundary=b"),
+        (b"--b\r\nContent-Disposition: attachment\r\n\r\nDATA\r\n--b--", "multipart/form-data; boundary=b"),
+        (b"--b\r\nno blank line\r\n--b--", "multipart/form-data; boundary=b"),
+        (b"--b\r\n\r\n--b--", "multipart/form-data"),
+    ]:
+        with pytest.raises(HTTPException) as refused:
+            multipart_fields(body, content_type)
+        assert refused.value.status_code == 400 and "multipart" in refused.value.detail
+    many = b"".join(b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x\"\r\n\r\nx\r\n"
+                    for _ in range(200)) + b"--b--"
+    with pytest.raises(HTTPException) as refused:
+        multipart_fields(many, "multipart/form-data; boundary=b")
+    assert refused.value.status_code == 413

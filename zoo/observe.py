@@ -6,12 +6,13 @@ demo beside the API) do not share counters.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
+import secrets
 import sys
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -60,11 +61,13 @@ class Metrics:
 
 class Observe:
     """An ASGI middleware around the whole app (its guard included): gives every HTTP request an id (the client's
-    `X-Request-ID` when it is a plain token, else a new one), echoes it in the answer, counts and times the
+    `X-Request-ID` when it is a plain token, else this server's prefix and a count), echoes it in the answer, counts and times the
     request by route in `metrics`, and writes one access-log line when `access_log` is set."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, access_log: bool = False, routes: Any = None) -> None:
         self.app, self.metrics, self.access_log, self.routes = app, metrics, access_log, routes
+        # New ids: this server's random prefix and a count, unique without a random draw per request.
+        self.prefix, self.counter = secrets.token_hex(6), itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,7 +75,7 @@ class Observe:
             return
         started = time.perf_counter()
         offered = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = offered if _CLIENT_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if _CLIENT_REQUEST_ID.fullmatch(offered) else f"{self.prefix}-{next(self.counter):x}"
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500  # what the client gets if the app fails before it answers (uvicorn answers 500)
 
@@ -99,6 +102,8 @@ class Observe:
 
     def route_of(self, scope: Scope) -> str:
         """The route's template (`/v1/models/{name}/predict`), not the path: one time series per route."""
+        if "route" in scope:  # set by the router when the request reached a route
+            return getattr(scope["route"], "path", "other")
         for route in self.routes or ():
             if route.matches(scope)[0] is Match.FULL:
                 return getattr(route, "path", "other")

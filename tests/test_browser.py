@@ -91,3 +91,34 @@ def test_every_tab_opens(page):
     open_tab(page, "Models")
     models_text = page.find_element(By.TAG_NAME, "body").text
     assert all(name in models_text for name in zoo.list())
+
+
+def test_the_apis_docs_upload_an_image_with_the_network_cut_off(tmp_path):
+    """`zoo serve`'s /docs in Chromium that can resolve no name but the loopback: Swagger UI loads from the
+    server itself, and its form sends a file to the predict route and shows zoo's answer."""
+    pytest.importorskip("fastapi")
+    from selenium.webdriver.chrome.service import Service
+    from test_serve import start
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1300,1800", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(argument)
+    cat = ROOT / "zoo" / "examples" / "cifar10" / "cat.jpg"
+    for url in start(log=tmp_path / "serve.log"):
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            driver.get(f"{url}/docs")
+            wait = WebDriverWait(driver, WAIT_SECONDS)
+            wait.until(lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, ".opblock") if "predict" in e.text])[0].click()
+            wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".try-out__btn")).click()
+            wait.until(lambda d: d.find_elements(By.XPATH, "//button[contains(., 'Add string item')]"))[0].click()
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))[0].send_keys(str(cat))
+            driver.find_element(By.CSS_SELECTOR, "input[placeholder=name]").send_keys("cnn")
+            driver.find_element(By.CSS_SELECTOR, ".execute").click()
+            answer = wait.until(lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, ".response-col_description pre")
+                                                if '"predictions"' in e.text), None))
+        finally:
+            driver.quit()
+    assert f'"label": "{zoo.load("cnn", device="cpu").predict(cat).label}"' in answer

@@ -95,12 +95,14 @@ def serving_table(report: dict[str, Any]) -> str:
     def ms(value: float | None, scale: float = 1.0) -> str:
         return "—" if value is None else f"{value * scale:.1f}"
 
-    return markdown(["model", "set", "img/request", "clients", "img/s", "p50 ms", "p99 ms", "share of predict_batch",
-                     "CPU ms/img server / clients", "failed"],
-                    ([run["model"], run["set"], str(run["per_request"]), str(run["clients"]), f"{run['ips']:.1f}",
+    return markdown(["model", "set", "img/request", "body", "clients", "img/s", "p50 ms", "p99 ms",
+                     "share of predict_batch", "CPU ms/img server / clients", "failed"],
+                    ([run["model"], run["set"], str(run["per_request"]), run.get("body", "form"), str(run["clients"]),
+                      f"{run['ips']:.1f}",
                       ms(run["p50_ms"]),
                       ms(run["p99_ms"]), f"{run['share_of_predict_batch']:.0%}"
-                      + (" (missed)" if run.get("goal_met") is False else ""),
+                      + (f" (goal {run['goal']:.0%}{', missed' * (not run['goal_met'])})" if "goal" in run
+                         else " (missed)" if run.get("goal_met") is False else ""),
                       f"{ms(run['server_cpu_s_per_item'], 1e3)} / {ms(run['client_cpu_s_per_item'], 1e3)}",
                       str(run["failed"])]
                      for run in serving["runs"]))

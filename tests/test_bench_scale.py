@@ -79,15 +79,21 @@ REPORT = {
     "models": {"cnn": {"inference_s_b64": 0.0002, "inference_s_b1": 0.001,
                        "sets": {"12mp": {**FIGURES, **scaling_goals(FIGURES, 0.001, 0.0002)}}}},
     "serving": {"runs": [{"model": "cnn", "set": "12mp", "per_request": 1, "clients": 32, "ips": 120.0, "p50_ms": 250.0,
-                          "p99_ms": 400.0, "failed": 0, "share_of_predict_batch": 120 / 190, "goal_met": False,
-                          "server_cpu_s_per_item": 0.012, "client_cpu_s_per_item": 0.0031}]},
+                          "p99_ms": 400.0, "failed": 0, "share_of_predict_batch": 120 / 190, "goal_met": True,
+                          "goal": 0.5, "server_cpu_s_per_item": 0.012, "client_cpu_s_per_item": 0.0031},
+                         {"model": "carplane-joint", "set": "cifar", "per_request": 1, "body": "raw", "clients": 32,
+                          "ips": 150.0, "p50_ms": 200.0, "p99_ms": 300.0, "failed": 0, "share_of_predict_batch": 0.5,
+                          "goal_met": False, "goal": 0.7, "server_cpu_s_per_item": 0.01,
+                          "client_cpu_s_per_item": 0.001}]},
     "ray": {"unavailable": "cannot import ray"},
 }
 
 
 def test_tables_render_a_report():
     assert "| cnn | 12mp | 10.00 | 6.00 / 5.00 | 0.200 | 190 | 99% / 118% | 14.00 vs 14.30 |" in decode_table(REPORT)
-    assert "| cnn | 12mp | 1 | 32 | 120.0 | 250.0 | 400.0 | 63% (missed) | 12.0 / 3.1 | 0 |" in serving_table(REPORT)
+    table = serving_table(REPORT)
+    assert "| cnn | 12mp | 1 | form | 32 | 120.0 | 250.0 | 400.0 | 63% (goal 50%) | 12.0 / 3.1 | 0 |" in table
+    assert "| carplane-joint | cifar | 1 | raw | 32 | 150.0 | 200.0 | 300.0 | 50% (goal 70%, missed) | 10.0 / 1.0 | 0 |" in table
     assert ray_table(REPORT) == "Ray Data: cannot import ray"
     assert serving_table({"serving": {"skipped": "--no-serve"}}) == "zoo serve: skipped (--no-serve)"
 
@@ -96,4 +102,4 @@ def test_from_json_prints_the_tables(tmp_path, capsys):
     saved = tmp_path / "scale.json"
     saved.write_text(json.dumps(REPORT))
     main(["--from-json", str(saved)])
-    assert "| cnn | 12mp | 1 | 32 |" in capsys.readouterr().out
+    assert "| cnn | 12mp | 1 | form | 32 |" in capsys.readouterr().out

@@ -284,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     export.set_defaults(run=cmd_export_onnx)
     served = sub.add_parser("serve", help="serve the models as an HTTP JSON API (OpenAPI docs at /docs)",
                             description="Serve every installed model over HTTP: GET /v1/models, GET /v1/models/NAME, "
-                                        "POST /v1/models/NAME/predict, GET /healthz. Concurrent requests for a "
-                                        "model are batched into one onnxruntime run.")
+                                        "POST /v1/models/NAME/predict (multipart, or one image as the body), "
+                                        "GET /livez, /readyz, /metrics (Prometheus), /docs. Concurrent requests "
+                                        "for a model are batched into one onnxruntime run. Limits and their "
+                                        "variables: docs/security.md.")
     served.add_argument("--host", default="127.0.0.1", help="address to listen on (default: the loopback)")
     served.add_argument("--port", type=int, default=8000)
     served.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $ZOO_API_KEY); needed "

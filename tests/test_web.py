@@ -203,3 +203,136 @@ def test_shipped_vectors_in_the_page(page, name):
     print(name, "vectors", len(outputs[0]), "max probability gap", f"{max(gaps):.2e}", "load", loaded)
     assert same_top, f"{name}: the page's top class differs from the shipped outputs"
     assert max(gaps) <= tolerance, f"{name}: probabilities differ by {max(gaps):.2e} > {tolerance} from the shipped outputs"
+
+
+def _classifier_images(data_folder: Path) -> list[tuple[str, ...]]:
+    """IMAGES paths under the data folder: the EXIF-rotated JPEGs, Caltech-101 photos of every size (a stride
+    through the sorted list) and CIFAR-10 test JPEGs of every class."""
+    exif = sorted(f"made/{p.name}" for p in (data_folder / "made").glob("exif-*.jpg"))
+    caltech = sorted(CALTECH.rglob("*.jpg"))
+    photos = [f"caltech/{p.relative_to(CALTECH)}" for p in caltech[::len(caltech) // 44][:44]]
+    classes = sorted(p.name for p in (CIFAR / "test").iterdir())
+    per_class = -(-(IMAGES - len(exif) - len(photos)) // len(classes))
+    cifar = [f"cifar/{c}/{p.name}" for c in classes for p in sorted((CIFAR / "test" / c).iterdir())[:per_class]]
+    return [(p,) for p in (exif + photos + cifar)[:IMAGES]]
+
+
+def _large_images(data_folder: Path, pairs: bool) -> list[tuple[str, ...]]:
+    """The large JPEGs that zoo decodes at a draft scale (1/2-1/8): alone, or each with the next as a pair."""
+    large = sorted(f"made/{p.name}" for p in (data_folder / "made").glob("large-*.jpg"))
+    return [(p, large[(k + 1) % len(large)]) if pairs else (p,) for k, p in enumerate(large)]
+
+
+@pytest.fixture(scope="module")
+def changer_pairs(data_folder: Path) -> list[tuple[str, str]]:
+    """IMAGES pairs: views cut from Caltech-101 photos with known changes (zoo.geometry.pair_from_photo, as
+    the demo's sliders cut them; JPEG files), and pairs of the EXIF-rotated files."""
+    from zoo.geometry import pair_from_photo
+
+    folder = data_folder / "pairs"
+    folder.mkdir(exist_ok=True)
+    rng = random.Random(0)
+    photos = sorted(CALTECH.rglob("*.jpg"))
+    exif = sorted(f"made/{p.name}" for p in (data_folder / "made").glob("exif-*.jpg"))
+    pairs = [(exif[k], exif[(k + 1) % len(exif)]) for k in range(len(exif))]
+    for k, photo in enumerate(rng.sample(photos, IMAGES - len(pairs))):
+        change = {"shift_x": rng.choice([0, rng.uniform(-0.2, 0.2)]), "shift_y": rng.choice([0, rng.uniform(-0.2, 0.2)]),
+                  "angle": rng.choice([0, rng.uniform(-30, 30)]), "scale": rng.choice([1, rng.uniform(0.7, 1.4)])}
+        with Image.open(photo) as image:
+            a, b = pair_from_photo(image.convert("RGB"), 256, **change)
+        Image.fromarray(a).save(folder / f"{k}-a.jpg", quality=90)
+        Image.fromarray(b).save(folder / f"{k}-b.jpg", quality=90)
+        pairs.append((f"pairs/{k}-a.jpg", f"pairs/{k}-b.jpg"))
+    return pairs
+
+
+#: In the page: each item (a tuple of paths under /data/) prepared as zoo.prepare, then predicted; the pixels too.
+PREDICT_ALL = """
+    const [name, base, items] = args;
+    const model = (await zoo.list()).find((m) => m.name === name);
+    const b64 = (bytes) => { let s = ''; for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192)); return btoa(s); };
+    const out = [];
+    for (const item of items) {
+      const arrays = [];
+      for (const [k, input] of model.inputs.entries()) arrays.push(await zoo.prepare(base + '/data/' + item[k], input.height, input.width));
+      const p = await zoo.infer(name, arrays);
+      p.pixels = arrays.map(b64);
+      out.push(p);
+    }
+    return out;"""
+
+
+def _compare(page, server, data_folder: Path, name: str, items: list[tuple[str, ...]]) -> dict[str, object]:
+    """The page's predictions and inputs against zoo's on `items`: the figures."""
+    card = zoo.card(name)
+    changer = card.task == "change-detection"
+    model = zoo.load(name, device="cpu", refine=False) if changer else zoo.load(name, device="cpu")
+    theirs = model.predict_batch([tuple(data_folder / p for p in item) if changer else data_folder / item[0]
+                                  for item in items])
+    mine = call(page, PREDICT_ALL, name, server, [list(item) for item in items])
+    gaps = [max(abs(m["probs"][k] - v) for k, v in t.probs.items()) for m, t in zip(mine, theirs)]
+    pixel_gaps, page_inputs = [], []
+    for m, item in zip(mine, items):
+        arrays = []
+        for encoded, path, spec in zip(m["pixels"], item, card.inputs):
+            expected = prepare(data_folder / path, spec.height, spec.width)
+            arrays.append(np.frombuffer(base64.b64decode(encoded), np.uint8).reshape(expected.shape))
+            pixel_gaps.append(int(np.abs(arrays[-1].astype(int) - expected).max()))
+        page_inputs.append(tuple(arrays) if changer else arrays[0])
+    # zoo on the page's own inputs: what the runtimes alone make of the same pixels.
+    same_pixels = model.predict_batch(page_inputs)
+    runtime_gaps = [max(abs(m["probs"][k] - v) for k, v in t.probs.items()) for m, t in zip(mine, same_pixels)]
+    figures = {"images": len(items), "agreement": sum(m["label"] == t.label for m, t in zip(mine, theirs)) / len(items),
+               "max_prob_gap": max(gaps), "mean_prob_gap": float(np.mean(gaps)), "runtime_max_prob_gap": max(runtime_gaps),
+               "pixels_max_gap": max(pixel_gaps), "inputs_pixel_exact": sum(g == 0 for g in pixel_gaps) / len(pixel_gaps),
+               "latency_ms_median": float(np.median([m["latency_ms"] for m in mine])), "backend": mine[0]["backend"],
+               "worst": sorted(zip(gaps, items), reverse=True)[:3]}
+    if changer:
+        figures["max_change_gap"] = max(abs(m["changes"][k] - v) for m, t in zip(mine, theirs) for k, v in t.changes.items())
+        figures["max_param_gap"] = {k: max(abs(m["params"][k] - t.params[k]) for m, t in zip(mine, theirs))
+                                    for k in card.param_names}
+        assert all(m["refined"] is False for m in mine), "the page's changer params are the network's: refined false"
+    return figures
+
+
+@pytest.mark.parametrize("name", zoo.list())
+def test_page_predicts_as_zoo(page, server, data_folder, changer_pairs, name):
+    changer = zoo.card(name).task == "change-detection"
+    items = changer_pairs if changer else _classifier_images(data_folder)
+    assert len(items) >= IMAGES
+    figures = _compare(page, server, data_folder, name, items)
+    REPORT.setdefault(name, {})["images"] = figures
+    print(name, json.dumps(figures))
+    assert figures["runtime_max_prob_gap"] <= (INT8_TOLERANCE if _quantized(name) else zoo.card(name).tolerance), \
+        f"{name}: on the same pixels, onnxruntime-web and onnxruntime differ by {figures['runtime_max_prob_gap']:.2e}"
+    assert figures["agreement"] >= AGREEMENT, f"{name}: zoo's label on {figures['agreement']:.1%} only; {figures['worst']}"
+    assert figures["max_prob_gap"] <= PROB_GAP, f"{name}: probabilities differ by {figures['max_prob_gap']:.3f}; {figures['worst']}"
+    if changer:
+        assert figures["max_change_gap"] <= PROB_GAP, f"{name}: change probabilities differ by {figures['max_change_gap']:.3f}"
+
+
+#: Large JPEGs: zoo decodes them at a draft scale in libjpeg's DCT, the page from full-size pixels reduced by box
+#: averaging (preprocess.js: reduce). Their inputs differ by a grey level here and there; the float models'
+#: probabilities stay within PROB_GAP of zoo's. An int8 graph's integer kernels can turn such a grey level into a
+#: larger move; there the runtimes are held to agree on the same pixels and the labels to be zoo's.
+def test_page_reads_large_jpegs_as_zoo(page, server, data_folder):
+    for name in zoo.list():
+        card = zoo.card(name)
+        figures = _compare(page, server, data_folder, name, _large_images(data_folder, card.task == "change-detection"))
+        REPORT.setdefault(name, {})["large_jpegs"] = figures
+        print(name, "large", json.dumps(figures))
+        assert figures["agreement"] == 1, f"{name}: a large JPEG gets another label than zoo's: {figures['worst']}"
+        assert figures["pixels_max_gap"] <= 1, f"{name}: inputs differ by {figures['pixels_max_gap']} grey levels"
+        if _quantized(name):
+            assert figures["runtime_max_prob_gap"] <= INT8_TOLERANCE, f"{name}: on the same pixels {figures}"
+        else:
+            assert figures["max_prob_gap"] <= PROB_GAP, f"{name}: probabilities differ by {figures['max_prob_gap']:.3f}"
+
+
+def test_report(tmp_path_factory):
+    """Write the figures of the tests above where ZOO_WEB_REPORT says (the last test of this file)."""
+    target = os.environ.get("ZOO_WEB_REPORT")
+    if not target:
+        pytest.skip("set ZOO_WEB_REPORT=FILE to keep the figures")
+    Path(target).write_text(json.dumps(REPORT, indent=1, default=str) + "\n")
+    assert REPORT

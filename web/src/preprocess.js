@@ -257,13 +257,21 @@ export function fitToInput(rgb, width, height, outH, outW) {
   return resize(rgb, width, height, outW, outH, coverBox(width, height, outW, outH));
 }
 
-/** Decoded RGB pixels of a file as zoo would see them before the resize: reduced as the draft would be
- *  (`jpeg`: jpegInfo of the file, or null), then turned upright. The pixels are in the file's stored orientation. */
+/** The inverse of EXIF orientation `o`: the orientation that turns an upright image back as it is stored. */
+export function unorient(o) {
+  return o === 6 ? 8 : o === 8 ? 6 : o;
+}
+
+/** Upright RGB pixels of a file (the browser applied its EXIF orientation) as zoo sees them before the resize:
+ *  a large JPEG reduced as Pillow's draft would reduce it (`jpeg`: jpegInfo of the file, or null; `fit`: the
+ *  input's [height, width]), in the stored orientation as the draft works, then upright again. */
 export function upright(rgb, width, height, jpeg, fit) {
-  let image = { rgb, width, height };
-  if (jpeg && fit) image = reduce(image.rgb, image.width, image.height, draftScale(image.width, image.height, fit));
-  const o = jpeg ? jpeg.orientation : 1;
-  return orient(image.rgb, image.width, image.height, o);
+  if (!jpeg || !fit) return { rgb, width, height };
+  const s = draftScale(jpeg.width, jpeg.height, fit);
+  if (s === 1) return { rgb, width, height };
+  const stored = orient(rgb, width, height, unorient(jpeg.orientation));
+  const reduced = reduce(stored.rgb, stored.width, stored.height, s);
+  return orient(reduced.rgb, reduced.width, reduced.height, jpeg.orientation);
 }
 
 function affineSample(rgb, width, height, xin, yin, out, o) {

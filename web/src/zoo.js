@@ -175,18 +175,16 @@ export async function decode(image, fit = null) {
   const jpeg = P.jpegInfo(head);
   let bitmap;
   try {
-    bitmap = await createImageBitmap(blob, { imageOrientation: 'none', colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
+    bitmap = await createImageBitmap(blob, { imageOrientation: 'from-image', colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   } catch (error) {
     throw new Error(`the image cannot be decoded (${error.message || error}); give a JPEG, PNG, GIF, BMP or WebP file`);
   }
-  let rgb = pixels(bitmap);
-  let { width, height } = bitmap;
+  const rgb = pixels(bitmap);
+  const { width, height } = bitmap;
   bitmap.close();
-  // The bitmap keeps the stored orientation (imageOrientation: 'none'); a browser that turned it anyway
-  // shows it by its swapped sides, and is then not turned again.
-  const turned = jpeg && jpeg.orientation >= 5 && width === jpeg.height && height === jpeg.width && width !== height;
-  const upright = P.upright(rgb, width, height, turned ? { ...jpeg, orientation: 1 } : jpeg, fit);
-  return upright;
+  // The browser turns the image upright (EXIF orientation) as it decodes it; the draft's reduction works on
+  // the stored orientation, so a large JPEG is turned back for it.
+  return P.upright(rgb, width, height, jpeg, fit);
 }
 
 /** zoo.preprocess.prepare: an image -> the model input, uint8 height x width x 3. */
@@ -208,16 +206,21 @@ function postprocess(model, outputs) {
 
 /** The model's prediction for its images (the changer: A and B). */
 export async function predict(name, ...images) {
-  const { model, session, provider } = await load(name);
+  const { model } = await load(name);
   if (images.length !== model.inputs.length) {
     throw new Error(`${name} takes ${model.inputs.length} image${model.inputs.length > 1 ? 's' : ''} (${model.inputs.map((i) => i.name).join(', ')}), not ${images.length}`);
   }
+  const arrays = [];
+  for (const [k, input] of model.inputs.entries()) arrays.push(await prepare(images[k], input.height, input.width));
+  return infer(name, arrays);
+}
+
+/** The prediction for prepared inputs (`prepare`'s uint8 arrays, one per model input, in the card's order). */
+export async function infer(name, arrays) {
+  const { model, session, provider } = await load(name);
   const ort = state.ort;
   const feeds = {};
-  for (const [k, input] of model.inputs.entries()) {
-    const data = await prepare(images[k], input.height, input.width);
-    feeds[input.name] = new ort.Tensor('uint8', data, [1, input.height, input.width, 3]);
-  }
+  model.inputs.forEach((input, k) => { feeds[input.name] = new ort.Tensor('uint8', arrays[k], [1, input.height, input.width, 3]); });
   const began = performance.now();
   const outputs = await session.run(feeds);
   const latency = performance.now() - began;

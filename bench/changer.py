@@ -26,7 +26,7 @@ import zoo
 from zoo import align
 from zoo.geometry import pair_from_photo
 
-from .data import TWELVE_MEGAPIXELS, add_data_option, caltech_test_bucket, data_folder
+from .data import LARGE_JPEG_QUALITY, TWELVE_MEGAPIXELS, add_data_option, caltech_test_bucket, data_folder
 
 #: training/train_changer.py makes its test pairs with seed [recipe seed + 2, source index]; the seed is 0.
 TEST_SEED = 2
@@ -62,6 +62,15 @@ def summary(predictions: list[zoo.Prediction], truth: np.ndarray, labels: np.nda
     return out
 
 
+def by_outcome(predictions: list[zoo.Prediction], labels: np.ndarray, names: tuple[str, ...]) -> dict[str, object]:
+    """Label accuracy over the pairs where the alignment held (refined) and over those where the network's
+    estimate stands (fallback), with their counts."""
+    held = np.array([bool(p.refined) for p in predictions])
+    correct = np.array([names.index(p.label) for p in predictions]) == labels
+    return {name: {"pairs": int(mask.sum()), "label_accuracy": float(correct[mask].mean()) if mask.any() else None}
+            for name, mask in (("refined", held), ("fallback", ~held))}
+
+
 def test_pairs(data: Path, pairs: int):
     from training.changer_data import source_images, source_sets  # noqa: PLC0415 - torch, only here
     from training.pairs import Pairs, make_pairs  # noqa: PLC0415
@@ -71,22 +80,35 @@ def test_pairs(data: Path, pairs: int):
                          for k, images in enumerate(sources.values())])
 
 
-def twelve_megapixel_pairs(data: Path, count: int, rng: np.random.Generator) -> list[tuple[bytes, bytes]]:
-    """`count` pairs of 4000×3000 JPEGs (quality 90): the views of a test-bucket photo, cut at 3000 pixels."""
-    out = []
+def twelve_megapixel_pairs(data: Path, count: int, rng: np.random.Generator
+                           ) -> tuple[list[tuple[bytes, bytes]], np.ndarray]:
+    """`count` pairs of 4000×3000 JPEGs (quality 90) and their true parameters (N, 4): the views of a
+    test-bucket photo, each cut 4000×4000 and kept whole in its middle 4000×3000 (no stretching), so that
+    B is a similarity of A. The network's view is the centre 3000×3000, 3/4 of the cut view's side: a
+    shift of t of the cut view is 4t/3 of that view's side; angle and scale are the same."""
+    width, height = TWELVE_MEGAPIXELS
+    out, truth = [], []
     for path in caltech_test_bucket(data / "caltech101-subset", count):
         photo = Image.open(path).convert("RGB").resize((1200, 900), Image.Resampling.BICUBIC)
-        a, b = pair_from_photo(photo, 3000, shift_x=float(rng.uniform(-0.15, 0.15)),
-                               shift_y=float(rng.uniform(-0.15, 0.15)), angle=float(rng.uniform(-25, 25)),
-                               scale=float(rng.uniform(0.8, 1.25)), view_fraction=0.6)
+        change = {"shift_x": float(rng.uniform(-0.15, 0.15)), "shift_y": float(rng.uniform(-0.15, 0.15)),
+                  "angle": float(rng.uniform(-25, 25)), "scale": float(rng.uniform(0.8, 1.25))}
+        a, b = pair_from_photo(photo, width, view_fraction=0.6, **change)
+        top = (width - height) // 2
         encoded = []
         for view in (a, b):
-            wide = Image.fromarray(view).resize(TWELVE_MEGAPIXELS, Image.Resampling.BILINEAR)
             buffer = io.BytesIO()
-            wide.save(buffer, "JPEG", quality=90)
+            Image.fromarray(view[top:top + height]).save(buffer, "JPEG", quality=LARGE_JPEG_QUALITY)
             encoded.append(buffer.getvalue())
         out.append((encoded[0], encoded[1]))
-    return out
+        ratio = width / min(width, height)
+        truth.append([change["shift_x"] * ratio, change["shift_y"] * ratio, change["angle"], change["scale"]])
+    return out, np.array(truth)
+
+
+def medians(predictions: list[zoo.Prediction], truth: np.ndarray) -> dict[str, float]:
+    """Median angle, shift and |log scale| errors over all the pairs."""
+    params = np.array([[p.params[k] for k in ("shift_x", "shift_y", "angle", "scale")] for p in predictions])
+    return {f"median_{key}_error": float(np.median(values)) for key, values in errors(params, truth).items()}
 
 
 def seconds_per_pair(model: zoo.Model, items: list, refine: bool, repeat: int = 1) -> float:
@@ -102,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.changer", description=__doc__.split("\n\n")[0])
     add_data_option(parser)
     parser.add_argument("--pairs", type=int, default=1600, help="test pairs, half per source (default 1600)")
-    parser.add_argument("--large", type=int, default=4, help="12-megapixel pairs timed (default 4)")
+    parser.add_argument("--large", type=int, default=8, help="12-megapixel pairs timed and scored (default 8)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     data = data_folder(parser, args)
@@ -121,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "network": summary(network, pairs.params, pairs.labels, names),
         "refined": summary(refined, pairs.params, pairs.labels, names),
         "refined_fraction": float(np.mean([bool(p.refined) for p in refined])),
+        "labels_by_outcome": by_outcome(refined, pairs.labels, names),
     }
     rng = np.random.default_rng(0)
     small = items[:200]
@@ -129,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     cost: dict[str, object] = {"pairs_64": {"network_ms": 1000 * network_s, "refined_ms": 1000 * refined_s,
                                             "alignment_ms": 1000 * (refined_s - network_s)}}
     if args.large:
-        large = twelve_megapixel_pairs(data, args.large, rng)
-        network_l = seconds_per_pair(model, large, refine=False)
-        refined_l = seconds_per_pair(model, large, refine=True)
+        large, large_truth = twelve_megapixel_pairs(data, args.large, rng)
+        network_l = seconds_per_pair(model, large, refine=False, repeat=2)
+        refined_l = seconds_per_pair(model, large, refine=True, repeat=2)
         check = model.predict_batch(large, refine=True)
-        cost["pairs_12mp"] = {"network_ms": 1000 * network_l, "refined_ms": 1000 * refined_l,
+        cost["pairs_12mp"] = {"pairs": len(large), "network_ms": 1000 * network_l, "refined_ms": 1000 * refined_l,
                               "alignment_ms": 1000 * (refined_l - network_l),
-                              "refined_fraction": float(np.mean([bool(p.refined) for p in check]))}
+                              "refined_fraction": float(np.mean([bool(p.refined) for p in check])),
+                              "network": medians(model.predict_batch(large, refine=False), large_truth),
+                              "refined": medians(check, large_truth)}
     result["cost_per_pair"] = cost
     result["cpu"] = f"{os.cpu_count()} cores, onnxruntime {onnxruntime.__version__}"
     text = json.dumps(result, indent=2)

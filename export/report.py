@@ -170,11 +170,25 @@ def refinement_lines(r: dict) -> list[str]:
     worst = lambda d: min(d["per_class_accuracy"], key=d["per_class_accuracy"].get)  # noqa: E731
     lines.append(f"| worst class | {worst(net)} {_pct(net['worst_class_accuracy'])} | "
                  f"{worst(ref)} {_pct(ref['worst_class_accuracy'])} |")
-    lines += ["", f"The alignment held on {_pct(r['refined_fraction'])} of the pairs; elsewhere the network's estimate "
-                  f"stands. Cost per pair on {r['cpu']}: {cost['pairs_64']['alignment_ms']:.1f} ms for 64×64 "
-                  f"views, {cost['pairs_12mp']['alignment_ms']:.0f} ms for 12-megapixel JPEGs (aligned at "
-                  f"{r['align_size']}×{r['align_size']}), beside the network's {cost['pairs_64']['network_ms']:.1f} "
-                  f"and {cost['pairs_12mp']['network_ms']:.0f} ms (decoding included)."]
+    outcome = r.get("labels_by_outcome")
+    held = (f" (label accuracy there {_pct(outcome['refined']['label_accuracy'])}); elsewhere, on "
+            f"{outcome['fallback']['pairs']} pairs whose views share too little structure to align, the network's "
+            f"estimate stands (label accuracy {_pct(outcome['fallback']['label_accuracy'])})."
+            if outcome and outcome["fallback"]["pairs"] else "; elsewhere the network's estimate stands.")
+    lines += ["", f"The alignment held on {_pct(r['refined_fraction'])} of the pairs{held}"]
+    large = cost["pairs_12mp"]
+    if "refined" in large:
+        n, f = large["network"], large["refined"]
+        lines += ["", f"On {large['pairs']} pairs of 12-megapixel JPEGs (4000×3000 views of test-bucket photos) the "
+                      f"median errors are: angle {n['median_angle_deg_error']:.2f}° → "
+                      f"{f['median_angle_deg_error']:.3f}°, "
+                      f"shift {n['median_shift_error']:.4f} → {f['median_shift_error']:.4f} of the side, \\|log s\\| "
+                      f"{n['median_log_scale_error']:.4f} → {f['median_log_scale_error']:.4f}."]
+    lines += ["", f"Cost per pair on {r['cpu']}: {cost['pairs_64']['alignment_ms']:.1f} ms for 64×64 views, "
+                  f"{large['alignment_ms']:.1f} ms for 12-megapixel JPEGs (aligned at "
+                  f"{r['align_size']}×{r['align_size']} "
+                  f"from the images decoded for the network, every second pixel sampled), beside the network's "
+                  f"{cost['pairs_64']['network_ms']:.1f} and {large['network_ms']:.0f} ms (decoding included)."]
     return lines
 
 
@@ -183,7 +197,8 @@ CHANGER_REFINEMENT_NOTE = (
     "post-processing outside the graph: `zoo.align.refine_pair(a, b, params)` (or `zoo.align.align` on the two "
     "views' grey levels) fits the four parameters again by aligning the two views directly (Gauss–Newton, coarse "
     "to fine, gain and offset fitted alongside) from the network's `params`, and returns the network's estimate "
-    "where the fit fails or scores worse. `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
+    "where the fit fails, scores worse or rests on a flat overlap (grey levels varying by less than the "
+    "noise, `zoo.align.MIN_TEXTURE`). `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
     "zoo's label then follows the refined parameters (`zoo.align.label_from_params`: a change is present when "
     "|t| > 0.05 of the side, |θ| > 7.5° or |log s| > log(1.2)/2, half the smallest change the pairs were made "
     "with), and `changes` stay the network's probabilities.")

@@ -70,6 +70,32 @@ def test_unrelated_images_fall_back_to_the_network(model):
         assert p.to_dict()["refined"] is False and "alignment_score" in p.to_dict()
 
 
+def test_a_flat_pair_falls_back_to_the_network(model):
+    """Views without texture fit any change equally: the network's estimate stands, and the prediction says so."""
+    rng = np.random.default_rng(0)
+    flat = [np.clip(200 + rng.normal(0, 1.0, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(2)]
+    views = align.working_views(*(Image.fromarray(view) for view in flat))
+    fit = align.align(*views, {"shift_x": 0.1, "shift_y": 0.0, "angle": 0.0, "scale": 1.0})
+    assert fit.refined is False and fit.texture < align.MIN_TEXTURE
+    p = model.predict(*flat)
+    network = model.predict(*flat, refine=False)
+    assert p.refined is False
+    assert (p.label, p.score, p.params) == (network.label, network.score, network.params)
+
+
+def test_large_views_are_aligned_at_align_size_with_a_bounded_sample():
+    """A 12-megapixel pair's views are aligned at ALIGN_SIZE, each level sampling at most SAMPLED_SIDE² points."""
+    truth = CHANGES[0]
+    a, b = pair_from_photo(PHOTO, 512, **truth)
+    views = align.working_views(Image.fromarray(a).resize((4000, 3000)), Image.fromarray(b).resize((4000, 3000)))
+    assert views[0].shape == (align.ALIGN_SIZE, align.ALIGN_SIZE)
+    level = align._Level(views[0].astype(np.float64), views[1].astype(np.float64), 1.0)
+    assert level.a.size <= align.SAMPLED_SIDE ** 2
+    rough = {"shift_x": 0.1, "shift_y": -0.05, "angle": 19.0, "scale": 1.04}
+    fit = align.align(*align.working_views(Image.fromarray(a), Image.fromarray(b)), rough)
+    assert fit.refined and angle_error(fit.params, truth) <= 0.05
+
+
 def test_views_of_different_sizes(model):
     """A at 64 pixels, B cut at 240 from the same photo: the convention holds in fractions of each view's side."""
     truth = CHANGES[2]

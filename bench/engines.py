@@ -15,7 +15,7 @@ from zoo.files import GRAPH_FILE
 from zoo.registry import model_dir
 from zoo.runtime import session_options
 
-from .timing import Runner, interleaved, random_feeds
+from zoo.timing import Runner, interleaved, random_feeds
 
 
 class EngineUnavailable(Exception):

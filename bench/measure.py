@@ -21,7 +21,7 @@ from zoo.card import ModelCard
 from .data import spread
 from .engines import EngineUnavailable, openvino_runner, ort_runner, session_variants
 from .goals import goals, ratios
-from .timing import BATCH, Runner, cpu_name, measure_runner, random_feeds
+from zoo.timing import BATCH, Runner, cpu_name, measure_runner, random_feeds
 from .torch_engines import compiled_runner, first_output, gflop_per_image, torch_module, torch_runner
 
 

@@ -27,7 +27,7 @@ from zoo.files import PORTABLE_GRAPH_FILE, TEST_VECTORS
 
 from .data import add_data_option, data_folder, relocated
 from .tables import runtimes_table
-from .timing import BATCH, cpu_name
+from zoo.timing import BATCH, cpu_name
 
 RUNTIMES = ("onnxruntime", "openvino f32", "openvino default")
 #: A runtime's `feeds -> outputs` on one ONNX file.

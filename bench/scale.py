@@ -33,12 +33,12 @@ import PIL
 
 import zoo
 from zoo.card import ModelCard
-from zoo.cli import RAY_LOOPBACK_ENVIRONMENT
+from zoo.loopback import RAY_LOOPBACK_ENVIRONMENT
 from zoo.model import DECODE_THREADS, Model
 
 from .data import CIFAR_TEST_SPLIT, add_data_option, data_folder, spread, twelve_megapixel_set
 from .tables import decode_table, ray_table, serving_table
-from .timing import BATCH, cpu_name, time_calls
+from zoo.timing import BATCH, cpu_name, time_calls
 
 #: `predict` of one input at most this many times its stages' sum (batch-1 inference + decoding on one thread).
 PREDICT_BUDGET = 1.3

@@ -13,7 +13,7 @@ from zoo.files import WEIGHTS_FILE
 from zoo.registry import model_dir
 
 from .engines import EngineUnavailable
-from .timing import BATCH, Runner, random_feeds
+from zoo.timing import BATCH, Runner, random_feeds
 
 
 def matmul_ceiling(threads: int, dtype: torch.dtype = torch.float32, size: int = 2048, seconds: float = 2.0,

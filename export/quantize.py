@@ -22,7 +22,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import zoo
-from bench.timing import cpu_name, interleaved
+from zoo.timing import cpu_name, interleaved
 from training.data import random_pick
 from training.labelled import recipe_inputs
 from training.recipes import Recipe

@@ -23,7 +23,7 @@ _SCRATCH = tempfile.mkdtemp(prefix="zoo-tests-")
 os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(_SCRATCH, "hypothesis")
 from hypothesis import settings  # noqa: E402 - reads its storage directory when imported
 
-from zoo.cli import RAY_LOOPBACK_ENVIRONMENT  # noqa: E402
+from zoo.loopback import RAY_LOOPBACK_ENVIRONMENT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The CIFAR-10 JPEG copy; CI has ../shared beside the clone, ZOO_TEST_DATA overrides.

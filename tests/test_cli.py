@@ -77,7 +77,7 @@ def test_list_shows_the_other_models_when_a_card_is_broken(tmp_path, monkeypatch
     assert "broken-cnn" in out.stderr and "card.json is unreadable or damaged" in out.stderr
     assert "Traceback" not in out.stderr and str(tmp_path) not in out.stdout + out.stderr
     monkeypatch.setenv("ZOO_HOME", str(tmp_path))  # the demo's Models tab reads the same rows
-    summaries = {row[0]: row for row in zoo.cli.model_summaries()}
+    summaries = {row[0]: row for row in zoo.registry.model_summaries()}
     assert summaries["broken-cnn"][1] == "unavailable" and summaries["my-cnn"][1] == "image-classification"
 
 

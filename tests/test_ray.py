@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.skipif(not CIFAR_TEST.is_dir(), reason=f"the CIFAR-10 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    # conftest keeps every Ray process on 127.0.0.1 (zoo.cli.RAY_LOOPBACK_ENVIRONMENT); checked below.
+    # conftest keeps every Ray process on 127.0.0.1 (zoo.loopback.RAY_LOOPBACK_ENVIRONMENT); checked below.
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     ray.data.DataContext.get_current().enable_progress_bars = False

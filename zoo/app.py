@@ -31,7 +31,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo import registry  # noqa: E402
-from zoo.cli import SUMMARY_HEADER, add_demo_arguments, model_cards, model_summaries  # noqa: E402
+from zoo.options import add_demo_arguments  # noqa: E402
+from zoo.registry import SUMMARY_HEADER, model_cards, model_summaries  # noqa: E402
 from zoo.files import OFFSETS_FILE  # noqa: E402
 from zoo.geometry import pair_from_photo, warp_like_b  # noqa: E402
 from zoo.preprocess import load_image  # noqa: E402

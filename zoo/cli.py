@@ -11,52 +11,16 @@ from pathlib import Path
 from . import batch
 from . import card
 from .batch import BatchError
-from .card import ModelCard
 from .errors import ZooError
 from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
+from .options import DEVICES, add_demo_arguments, non_negative, positive
 from .model import Prediction, load, save_onnx
 from . import hub, registry
-from .registry import list_models, models_root
+from .loopback import RAY_LOOPBACK_ENVIRONMENT, loopback
+from .registry import SUMMARY_HEADER, UNAVAILABLE, model_cards, model_summaries, models_root, unavailable_models
 from .release import DISTRIBUTION
 
 EXIT_ERROR = 1  # argparse exits 2 on usage errors
-SUMMARY_HEADER = ("name", "task", "input", "test acc", "size", "where")
-UNAVAILABLE = "unavailable"  # the task cell of a model whose card cannot be read
-
-
-def model_cards() -> dict[str, ModelCard | ZooError]:
-    """Every model's card, or the ZooError saying why it cannot be read, in registry order."""
-    return {name: registry.card_or_error(name) for name in list_models()}
-
-
-def model_summaries(cards: dict[str, ModelCard | ZooError] | None = None) -> list[tuple[str, ...]]:
-    """One row per model of `cards` (default: `model_cards()`), SUMMARY_HEADER's columns; the app's Models tab
-    shows the same. "where": embedded in the package, downloaded (cached), to download on first use, or a local
-    model of your own. A model whose card cannot be read has UNAVAILABLE as its task and "-" for its figures
-    (`unavailable_models` says why); the others are listed as usual."""
-    rows = []
-    for name, c in (model_cards() if cards is None else cards).items():
-        try:
-            where = registry.source(name)
-        except (ZooError, OSError):
-            where = "-"
-        if isinstance(c, ZooError):
-            rows.append((name, UNAVAILABLE, "-", "-", "-", where))
-            continue
-        inputs = " + ".join(f"{s.height}x{s.width}" for s in c.inputs)
-        acc = f"{c.headline_accuracy:.2%}" if c.headline_accuracy is not None else "-"
-        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB", where))
-    return rows
-
-
-def unavailable_models(cards: dict[str, ModelCard | ZooError] | None = None) -> dict[str, str]:
-    """The models of `cards` (default: `model_cards()`) whose card cannot be read: name -> zoo's message, without
-    the model's folder."""
-    errors = model_cards() if cards is None else cards
-    return {name: registry.without_folder(str(error), name) for name, error in errors.items()
-            if isinstance(error, ZooError)}
-
-
 def cmd_list(_: argparse.Namespace) -> int:
     cards = model_cards()  # read once for the table and the reasons
     rows = model_summaries(cards)
@@ -181,15 +145,10 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-#: What a local Ray cluster needs to keep every Ray process on 127.0.0.1 and send no usage statistics; read when
-#: ray is imported. (Ray's switch is named after Windows and macOS, where the loopback is its default.)
-RAY_LOOPBACK_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     extra = "ray" if args.ray else "serve"
     try:
-        from .guard import API_KEY_ENV, loopback
+        from .guard import API_KEY_ENV
         from .serve import preload_names, serve
 
         if args.ray:
@@ -210,37 +169,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
               max_batch=args.max_batch, batch_wait=args.batch_wait_ms / 1000, max_queue=args.max_queue,
               access_log=args.access_log, log_json=args.log_json)
     return 0
-
-
-def non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's flags: `python app.py` and `zoo demo` take the same."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
-    parser.add_argument("--api", action="store_true",
-                        help="also serve zoo's HTTP API (as `zoo serve`: /v1/..., /docs, /metrics, /readyz) from "
-                             "the same server; the key guards the API's paths")
-    parser.add_argument("--api-key", help="with --api: require 'Authorization: Bearer KEY' on the API's paths "
-                                          "(default: $ZOO_API_KEY)")
-    parser.add_argument("--no-auth", action="store_true",
-                        help="listen beyond the loopback although the demo's pages (and Gradio's endpoints, which "
-                             "run the models) check no key; with --api and no key, the API is open too")
-    parser.add_argument("--download", action="store_true",
-                        help="first download every model this machine lacks (otherwise the demo shows the models here)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--resume", action="store_true", help="skip inputs already predicted in --out and append")
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
     predict.add_argument("--top", type=positive, default=5, metavar="N", help="how many labels to show (default 5)")
-    predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    predict.add_argument("--device", default="auto", choices=DEVICES)
     predict.add_argument("--no-refine", action="store_true",
                          help="the changer: the network's estimate alone, without refining it by aligning the views")
     predict.set_defaults(run=cmd_predict)
@@ -293,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     served.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $ZOO_API_KEY); needed "
                                           "beyond the loopback")
     served.add_argument("--no-auth", action="store_true", help="serve beyond the loopback without an API key")
-    served.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    served.add_argument("--device", default="auto", choices=DEVICES)
     served.add_argument("--preload", nargs="+", default=(), metavar="NAME",
                         help="load (and warm) these models at startup, or 'all'; /readyz answers 200 once they are")
     served.add_argument("--max-batch", type=positive, default=MAX_BATCH, metavar="N",

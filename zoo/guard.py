@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import os
 
 from fastapi.responses import JSONResponse
@@ -16,11 +15,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ZooError
 from .limits import MAX_REQUEST_BYTES, READ_TIMEOUT
+from .loopback import LOOPBACK_HOSTS, loopback
 
 #: Host names a server on the loopback answers (ZOO_ALLOWED_HOSTS, comma-separated, "*" for any), besides the
 #: address it listens on: a page that rebinds its own DNS name to 127.0.0.1 does not reach the API.
 ALLOWED_HOSTS_ENV = "ZOO_ALLOWED_HOSTS"
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 API_KEY_ENV = "ZOO_API_KEY"
 #: The health routes: answered without the API key, so that a load balancer or an orchestrator can probe them.
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
@@ -144,14 +143,6 @@ class BodyLimits:
             self.refusal = response
 
 
-
-
-def loopback(host: str) -> bool:
-    """Whether `host` is this machine's loopback (nothing else can reach it)."""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_binding(host: str, api_key: str | None, no_auth: bool) -> None:

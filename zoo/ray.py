@@ -27,7 +27,8 @@ from ray import serve
 from .errors import ZooError
 from .model import REFINED_TASKS, Model, Prediction, load
 from .preprocess import ImageInput
-from .guard import allowed_hosts, check_binding, loopback
+from .guard import allowed_hosts, check_binding
+from .loopback import loopback
 from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
 from .observe import Metrics
 from .serve import create_app, prepared, run_together, warm_up
@@ -164,7 +165,7 @@ def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
 
     `address`: an existing cluster ("auto", "HOST:6379"); without it (and no Ray connected yet) a local one
     starts, without the dashboard when `host` is the loopback (`zoo serve --ray` then also keeps Ray's own
-    processes there: `zoo.cli.RAY_LOOPBACK_ENVIRONMENT`). `blocking`: serve until interrupted (Ctrl-C or
+    processes there: `zoo.loopback.RAY_LOOPBACK_ENVIRONMENT`). `blocking`: serve until interrupted (Ctrl-C or
     SIGTERM), then delete the application, and stop the local cluster if this call started it.
     """
     check_binding(host, api_key, no_auth)

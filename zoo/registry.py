@@ -205,3 +205,41 @@ def _local_copies(home: Path | None) -> dict[str, list[Path]]:
         for relative, meta in files.items():
             copies.setdefault(meta["sha256"], []).extend(root / name / relative for root in roots)
     return copies
+
+
+#: The columns of `zoo list` and of the demo's Models tab.
+SUMMARY_HEADER = ("name", "task", "input", "test acc", "size", "where")
+UNAVAILABLE = "unavailable"  # the task cell of a model whose card cannot be read
+
+
+def model_cards() -> dict[str, ModelCard | ZooError]:
+    """Every model's card, or the ZooError saying why it cannot be read, in registry order."""
+    return {name: card_or_error(name) for name in list_models()}
+
+
+def model_summaries(cards: dict[str, ModelCard | ZooError] | None = None) -> list[tuple[str, ...]]:
+    """One row per model of `cards` (default: `model_cards()`), SUMMARY_HEADER's columns; the app's Models tab
+    shows the same. "where": embedded in the package, downloaded (cached), to download on first use, or a local
+    model of your own. A model whose card cannot be read has UNAVAILABLE as its task and "-" for its figures
+    (`unavailable_models` says why); the others are listed as usual."""
+    rows = []
+    for name, c in (model_cards() if cards is None else cards).items():
+        try:
+            where = source(name)
+        except (ZooError, OSError):
+            where = "-"
+        if isinstance(c, ZooError):
+            rows.append((name, UNAVAILABLE, "-", "-", "-", where))
+            continue
+        inputs = " + ".join(f"{s.height}x{s.width}" for s in c.inputs)
+        acc = f"{c.headline_accuracy:.2%}" if c.headline_accuracy is not None else "-"
+        rows.append((name, c.task, inputs, acc, f"{c.size_bytes / 1e6:.1f} MB", where))
+    return rows
+
+
+def unavailable_models(cards: dict[str, ModelCard | ZooError] | None = None) -> dict[str, str]:
+    """The models of `cards` (default: `model_cards()`) whose card cannot be read: name -> zoo's message, without
+    the model's folder."""
+    errors = model_cards() if cards is None else cards
+    return {name: without_folder(str(error), name) for name, error in errors.items()
+            if isinstance(error, ZooError)}

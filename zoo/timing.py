@@ -1,4 +1,5 @@
-"""Timing and statistics of runners: functions that run one batch of feeds to completion. Torch-free."""
+"""Timing and statistics of runners: functions that run one batch of feeds to completion. Torch-free; the
+benchmarks and the export gates (int8 speed) share it."""
 from __future__ import annotations
 
 import platform

@@ -1,0 +1,60 @@
+"""The project's layers, read from every module's imports: the runtime (`zoo`) imports none of the build-time
+packages, export does not import the benchmarks, and the `zoo` command is a leaf that nothing else imports."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("zoo", "training", "export", "bench")
+
+
+def modules() -> dict[str, Path]:
+    found = {path.relative_to(ROOT).with_suffix("").as_posix().replace("/", "."): path
+             for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
+    found["app"] = ROOT / "app.py"
+    return found
+
+
+def imported(path: Path, module: str) -> set[str]:
+    """The absolute names of the modules that `path` (module `module`) imports, relative imports resolved."""
+    names = set()
+    package = module.rsplit(".", 1)[0] if not path.name == "__init__.py" else module
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+IMPORTS = {module: imported(path, module) for module, path in modules().items()}
+
+
+def importers_of(target: str) -> set[str]:
+    return {module for module, names in IMPORTS.items()
+            if module != target and any(name == target or name.startswith(target + ".") for name in names)}
+
+
+def test_the_scanner_resolves_relative_imports():
+    assert "zoo.registry" in IMPORTS["zoo.cli"] and "zoo.errors.ZooError" in IMPORTS["zoo.cli"]
+
+
+def test_the_zoo_command_is_a_leaf():
+    assert importers_of("zoo.cli") == set()
+
+
+def test_export_does_not_import_the_benchmarks():
+    assert {module for module in importers_of("bench") if module.startswith("export")} == set()
+
+
+@pytest.mark.parametrize("build_time", ["training", "export", "bench", "torch", "torchvision"])
+def test_the_runtime_imports_nothing_of_build_time(build_time):
+    assert {module for module in importers_of(build_time) if module.startswith("zoo")} == set()

@@ -54,6 +54,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER and NODE and shut
                                 reason="needs chromium, chromedriver, node and npm (apt-get install -y chromium "
                                        "chromium-driver nodejs npm, as .ci/run does)")
 REPORT: dict[str, dict[str, object]] = {}
+server_stop = None  # the module's server's shutdown, set by the server fixture
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -113,6 +114,8 @@ def server(site: Path, data_folder: Path):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
+    global server_stop
+    server_stop = httpd.shutdown
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:
@@ -327,6 +330,98 @@ def test_page_reads_large_jpegs_as_zoo(page, server, data_folder):
             assert figures["runtime_max_prob_gap"] <= INT8_TOLERANCE, f"{name}: on the same pixels {figures}"
         else:
             assert figures["max_prob_gap"] <= PROB_GAP, f"{name}: probabilities differ by {figures['max_prob_gap']:.3f}"
+
+
+#: Each tab after a prediction: (tab, the file inputs and the images they get, the models picked).
+TABS = [
+    ("carplane", {"carplane-image-file": "cifar10/airplane.jpg"}, ["carplane-joint", "carplane-joint-int8", "carplane-linear",
+                                                                   "carplane-linear-int8", "carplane-triplet", "carplane-triplet-int8"]),
+    ("cifar10", {"cifar10-image-file": "cifar10/cat.jpg"}, ["cnn", "deformable-cnn"]),
+    ("changer", {"changer-a-file": "pair/sunflower-a.jpg", "changer-b-file": "pair/sunflower-b.jpg"}, ["changer"]),
+    ("resnet50-cifar8", {"resnet50-cifar8-image-file": "cifar10/horse.jpg"}, ["resnet50-cifar8"]),
+]
+
+
+def screenshot_folder(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("ZOO_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize("tab, files, models", TABS, ids=[t[0] for t in TABS])
+def test_tab_predicts_in_the_page(page, tab, files, models, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not all(m in zoo.list() for m in models):
+        pytest.skip(f"{tab}: not every model of the tab is installed")
+    page.find_element(By.CSS_SELECTOR, f"button[data-tab=tab-{tab}]").click()
+    for element, image in files.items():
+        page.find_element(By.ID, element).send_keys(str(zoo.EXAMPLES / image))
+    for name in models:
+        box = page.find_element(By.ID, f"use-{name}")
+        if not box.is_selected():
+            box.click()
+    page.find_element(By.ID, f"{tab}-run").click()
+    wait = WebDriverWait(page, WAIT_SECONDS)
+    for name in models:
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#result-{name} .latency, #result-{name} .error"))
+        result = page.find_element(By.ID, f"result-{name}")
+        assert not result.find_elements(By.CSS_SELECTOR, ".error"), result.text
+        # The label shown is zoo's for the same image(s).
+        images = [zoo.EXAMPLES / files[k] for k in files]
+        model = zoo.load(name, device="cpu", refine=False) if tab == "changer" else zoo.load(name, device="cpu")
+        assert result.find_element(By.CSS_SELECTOR, ".label").text == model.predict(*images).label
+        assert result.find_element(By.CSS_SELECTOR, ".latency").text.split(" · ")[0] in ("WASM", "WEBGPU")
+    if tab == "changer":
+        assert "refined: false" in page.find_element(By.CSS_SELECTOR, "#result-changer .params").text
+    page.execute_script("window.scrollTo(0, 0)")
+    shot = screenshot_folder(tmp_path) / f"web-{tab}.png"
+    page.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+
+
+def test_models_tab_lists_every_model(page, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    page.find_element(By.CSS_SELECTOR, "button[data-tab=tab-models]").click()
+    text = page.find_element(By.ID, "tab-models").text
+    assert all(name in text for name in zoo.list())
+    assert call(page, "return (await zoo.list()).map((m) => m.name);") == zoo.list()
+    page.save_screenshot(str(screenshot_folder(tmp_path) / "web-models.png"))
+
+
+def test_nothing_but_the_serving_address(page, server):
+    """Every request the page made (the performance log: each one, before any host is resolved) went to the
+    address serving the site: no CDN, no telemetry."""
+    urls = []
+    for entry in page.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    assert any(u.endswith("/models.json") for u in urls) and any(u.endswith(".wasm") for u in urls), \
+        f"the performance log lacks the page's own requests: {urls[:20]}"
+    elsewhere = sorted({u for u in urls if not u.startswith((server + "/", "blob:", "data:"))})
+    assert not elsewhere, f"the page asked for {elsewhere}"
+
+
+def test_page_works_offline_once_loaded(page, server, data_folder):
+    """With the server gone, the page reloads from the browser and predicts with a model it loaded before.
+    (It stops the server: the last test that needs it.)"""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server_stop()
+    page.get(server + "/")
+    try:
+        WebDriverWait(page, 60).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
+    except Exception:
+        print(page.page_source[:3000]); print(page.get_log("browser")); raise
+    assert not page.execute_script("return window.zooError")
+    image = base64.b64encode((zoo.EXAMPLES / "cifar10" / "ship.jpg").read_bytes()).decode()
+    got = call(page, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
+        const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
+        const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
+    assert got == {"label": zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "ship.jpg").label, "from": "cache"}
 
 
 def test_report(tmp_path_factory):

@@ -50,11 +50,16 @@ INT8_TOLERANCE = 5e-2
 #: Images per model compared with zoo, the share of them that must get zoo's label, the largest probability gap.
 IMAGES, AGREEMENT, PROB_GAP = 200, 0.99, 0.02
 WAIT_SECONDS = 300
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER and NODE and shutil.which("npm")),
-                                reason="needs chromium, chromedriver, node and npm (apt-get install -y chromium "
-                                       "chromium-driver nodejs npm, as .ci/run does)")
+pytestmark = pytest.mark.skipif(not (NODE and shutil.which("npm")),
+                                reason="needs node and npm (apt-get install -y nodejs npm, as .ci/run does)")
+NO_BROWSER = ("needs chromium and chromedriver (apt-get install -y chromium chromium-driver, as .ci/run does; or "
+              "set CHROMIUM and CHROMEDRIVER)")
 REPORT: dict[str, dict[str, object]] = {}
 server_stop = None  # the module's server's shutdown, set by the server fixture
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -143,6 +148,9 @@ def _chromium(extra: tuple[str, ...] = ()):
 def page(server):
     from selenium.webdriver.support.ui import WebDriverWait
 
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(NO_BROWSER)
+
     driver = _chromium()
     try:
         driver.get(server + "/")
@@ -163,6 +171,41 @@ def call(driver, script: str, *args):
     return result["value"]
 
 
+#: Under node: preprocess.js's fitToInput of each case (RGB pixels, base64) -> base64 pixels, one JSON line.
+RESIZE_UNDER_NODE = """
+import { fitToInput } from %s;
+import { readFileSync } from 'node:fs';
+const cases = JSON.parse(readFileSync(0, 'utf8'));
+console.log(JSON.stringify(cases.map((c) => Buffer.from(fitToInput(Uint8Array.from(Buffer.from(c.rgb, 'base64')),
+  c.width, c.height, c.out, c.out)).toString('base64'))));
+"""
+
+
+def test_resize_is_pillows_bit_for_bit(tmp_path):
+    """The page's scale-to-cover and centre crop against zoo.preprocess.fit_to_input (Pillow) on the same pixels:
+    photos of many sizes and shapes, smaller and larger than the inputs, noise and smooth content."""
+    from PIL import ImageFilter
+
+    from zoo.preprocess import fit_to_input
+
+    rng = np.random.default_rng(0)
+    cases, expected = [], []
+    for width, height in [(300, 200), (200, 300), (32, 32), (31, 45), (1000, 7), (65, 64), (3, 3), (500, 333),
+                          (64, 48), (257, 129), (17, 90)]:
+        pixels = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        for source in (pixels, pixels.filter(ImageFilter.GaussianBlur(2))):
+            for out in (32, 64):
+                cases.append({"rgb": _b64(np.asarray(source)), "width": width, "height": height, "out": out})
+                expected.append(fit_to_input(source, out, out))
+    script = tmp_path / "resize.mjs"
+    script.write_text(RESIZE_UNDER_NODE % json.dumps((ROOT / "web" / "src" / "preprocess.js").as_uri()))
+    done = subprocess.run([NODE, str(script)], input=json.dumps(cases), capture_output=True, text=True, check=True)
+    for case, got, want in zip(cases, json.loads(done.stdout), expected):
+        got = np.frombuffer(base64.b64decode(got), np.uint8).reshape(want.shape)
+        assert np.array_equal(got, want), (f"{case['width']}x{case['height']} -> {case['out']}: "
+                                           f"{int((got != want).sum())} values differ")
+
+
 def test_page_starts_isolated_on_wasm(page):
     backend = call(page, "return await zoo.backend();")
     REPORT["backend"] = backend
@@ -172,10 +215,6 @@ def test_page_starts_isolated_on_wasm(page):
         "packages"]["node_modules/onnxruntime-web"]["version"]
     # The service worker makes any static host cross-origin isolated: onnxruntime-web runs on several threads.
     assert backend["crossOriginIsolated"] and backend["threads"] == min(4, os.cpu_count() or 1)
-
-
-def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
 
 
 def _quantized(name: str) -> bool:

@@ -358,8 +358,10 @@ def _check_prediction(model: zoo.Model, prediction: zoo.Prediction) -> None:
     assert np.isfinite(values).all() and values.sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_the_matrix_has_at_least_forty_cases():
+def test_the_matrix_has_at_least_forty_cases_and_the_docs_say_how_many():
     assert len(CASES) >= 40
+    security = (Path(__file__).resolve().parents[1] / "docs" / "security.md").read_text()
+    assert f"runs {len(CASES)} such cases" in security
 
 
 def _one_per_preprocessing() -> list[str]:

@@ -16,8 +16,10 @@ DATA = CIFAR.parent
 CALTECH = DATA / CALTECH_SUBSET
 PHOTOS = 500
 LARGE_PHOTOS = 100
-MIN_AGREEMENT = 0.995
-MAX_PROBABILITY_DIFF = 0.02
+#: What zoo/preprocess.py's DRAFT_MARGIN comment states: no label moves, probabilities by at most 0.006 (measured:
+#: 0.0048 for carplane-joint, 0.0056 for cnn); a little room for other Pillow builds' rounding.
+MIN_AGREEMENT = 1.0
+MAX_PROBABILITY_DIFF = 0.008
 
 
 @pytest.fixture(scope="module")

@@ -78,21 +78,29 @@ def test_deformable_graphs(card):
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=card.tolerance)
 
 
-def test_accuracy_on_real_test_images_matches_the_card(card, cifar_root):
-    """30 test images per class through zoo (files -> preprocessing -> onnxruntime)."""
-    if card.task != "image-classification":
-        pytest.skip("not an image classifier")
+#: How far a classifier's accuracy recomputed through zoo on its whole test split may be from its card's: the card's
+#: figure came from the same files through the same preprocessing, in PyTorch for the float models; float rounding
+#: between the two may move an image at the decision boundary (measured: within 0.05 points).
+CARD_ACCURACY_TOLERANCE = 0.002
+
+
+@pytest.mark.parametrize("name", [name for name in SHIPPED if zoo.card(name).task == "image-classification"])
+def test_the_cards_accuracy_on_the_whole_test_split(name, cifar_root):
+    """Every test image of the card's classes through zoo (files -> preprocessing -> onnxruntime): the accuracy
+    the card (and the README's table) states."""
+    card = zoo.card(name)
     # The folders of CIFAR-10 that the labels stand for, in label order (car/plane: automobile is "car").
     folders = card.provenance["training"]["recipe"].get("classes") or card.labels
     files, labels = [], []
     for label, folder in zip(card.labels, folders):
-        for path in sorted((cifar_root / "test" / folder).iterdir())[:30]:
+        for path in sorted((cifar_root / "test" / folder).iterdir()):
             files.append(path)
             labels.append(label)
+    assert len(files) == card.metrics["test_images"]
     predictions = zoo.load(card.name, device="cpu").predict_batch(files)
-    accuracy = np.mean([p.label == y for p, y in zip(predictions, labels)])
-    # 30 images per class: within 8 points of the card's figure on the whole test split.
-    assert accuracy >= card.headline_accuracy - 0.08
+    accuracy = float(np.mean([p.label == y for p, y in zip(predictions, labels)]))
+    print(f"\n{card.name}: {accuracy:.4%} on {len(files)} test images, card {card.headline_accuracy:.4%}")
+    assert abs(accuracy - card.headline_accuracy) <= CARD_ACCURACY_TOLERANCE
 
 
 def test_weights_are_stored_once(card):

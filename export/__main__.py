@@ -65,13 +65,15 @@ def models_parser(command: str, description: str, names_help: str) -> argparse.A
 
 @contextmanager
 def refusals(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """End the command with exit status 1 and the message of a ZooError raised inside (a refusal, or a model file
-    that is not as its card says: nothing of that model was changed), as argparse reports a usage error."""
+    """End the command with exit status 1 and the message of a build-time refusal or a ZooError raised inside (a
+    model file that is not as its card says: nothing of that model was changed), as argparse reports a usage
+    error."""
+    from training.errors import BuildError
     from zoo.errors import ZooError
 
     try:
         yield
-    except ZooError as error:
+    except (BuildError, ZooError) as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 

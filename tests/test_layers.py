@@ -58,3 +58,30 @@ def test_export_does_not_import_the_benchmarks():
 @pytest.mark.parametrize("build_time", ["training", "export", "bench", "torch", "torchvision"])
 def test_the_runtime_imports_nothing_of_build_time(build_time):
     assert {module for module in importers_of(build_time) if module.startswith("zoo")} == set()
+
+
+def error_classes(package: str) -> list[type]:
+    """The exception classes the modules of `package` define (found in their source, then imported)."""
+    import importlib
+
+    found = []
+    for module, path in modules().items():
+        if module.split(".")[0] != package:
+            continue
+        defined = [node.name for node in ast.parse(path.read_text()).body
+                   if isinstance(node, ast.ClassDef) and node.name.endswith(("Error", "Unavailable"))]
+        if defined:
+            loaded = importlib.import_module(module)
+            found += [getattr(loaded, name) for name in defined if issubclass(getattr(loaded, name), BaseException)]
+    return found
+
+
+def test_the_runtimes_errors_are_zoo_errors_and_the_build_tools_are_not():
+    from training.errors import BuildError
+    from zoo.errors import ZooError
+
+    runtime = error_classes("zoo")
+    build_time = error_classes("training") + error_classes("export")
+    assert len(runtime) >= 6 and len(build_time) >= 7
+    assert [error for error in runtime if not issubclass(error, ZooError)] == []
+    assert [error for error in build_time if not issubclass(error, BuildError) or issubclass(error, ZooError)] == []

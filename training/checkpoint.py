@@ -13,6 +13,7 @@ from torch import nn
 from zoo.card import ModelCard
 from zoo.files import CARD_FILE, SHARED_WEIGHTS_FILE, WEIGHTS_FILE
 
+from .errors import TrainingError, TrainingFileError
 from .nets import build
 
 #: A tensor `X` stored as int8 comes with `X.scale` (float32, one per output channel): X = int8 * scale.
@@ -53,7 +54,7 @@ def weight_files(path: Path) -> list[Path]:
         shared = [SHARED_WEIGHTS_FILE] if (folder / SHARED_WEIGHTS_FILE).is_file() else []
     missing = [name for name in shared if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{path} keeps some of its tensors in {', '.join(missing)} beside it (its card lists "
+        raise TrainingFileError(f"{path} keeps some of its tensors in {', '.join(missing)} beside it (its card lists "
                                 "it), which is missing: restore the model folder or re-export the model")
     return [path, *(folder / name for name in shared)]
 
@@ -70,7 +71,7 @@ def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
             for key in handle.keys():
                 if key.startswith(prefix):
                     if key[len(prefix):] in raw:
-                        raise ValueError(f"{key} is stored twice among {[f.name for f in files]} "
+                        raise TrainingError(f"{key} is stored twice among {[f.name for f in files]} "
                                          f"in {file.parent}: re-export the model")
                     raw[key[len(prefix):]] = handle.get_tensor(key)
     tensors = {}

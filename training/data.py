@@ -19,6 +19,8 @@ import numpy as np
 from zoo import preprocess
 from zoo.preprocess import prepare
 
+from .errors import TrainingError, TrainingFileError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -47,7 +49,7 @@ class Split:
         """The images of `classes` alone, relabelled 0..len(classes)-1 in that order."""
         missing = set(classes) - set(self.classes)
         if missing:
-            raise ValueError(f"{self.source} has no class {sorted(missing)}; it has {list(self.classes)}")
+            raise TrainingError(f"{self.source} has no class {sorted(missing)}; it has {list(self.classes)}")
         index = [self.classes.index(name) for name in classes]
         keep = np.flatnonzero(np.isin(self.labels, index))
         relabel = np.full(len(self.classes), -1, dtype=np.int64)
@@ -74,7 +76,7 @@ def load_split(source: str, split: str, size: int) -> Split:
 
 def _folder_index(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder; expected an ImageFolder tree <root>/<class>/<image>.")
+        raise TrainingFileError(f"{root} is not a folder; expected an ImageFolder tree <root>/<class>/<image>.")
     classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
     files = [
         (path, label)
@@ -83,7 +85,7 @@ def _folder_index(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
         if path.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not files:
-        raise FileNotFoundError(f"no images under {root}")
+        raise TrainingFileError(f"no images under {root}")
     return classes, files
 
 

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
+from .errors import TrainingError
+
 IMPLEMENTATIONS = ("torchvision", "sampled")
 
 
@@ -95,7 +97,7 @@ class DeformConv2d(nn.Module):
     ) -> None:
         super().__init__()
         if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
+            raise TrainingError(f"implementation must be one of {IMPLEMENTATIONS}, not {implementation!r}")
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.implementation = implementation
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))

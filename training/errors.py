@@ -11,5 +11,9 @@ class BuildError(Exception):
     why and what to do."""
 
 
-class TrainingError(BuildError):
-    """Training cannot run as asked (data, checkpoint or options)."""
+class TrainingError(BuildError, ValueError):
+    """Training cannot run as asked: a data set, checkpoint or option that does not fit."""
+
+
+class TrainingFileError(BuildError, FileNotFoundError):
+    """A file or folder training needs is not there; the message says which and how to make it."""

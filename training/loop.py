@@ -17,6 +17,7 @@ from zoo.files import WEIGHTS_FILE
 
 from .checkpoint import load_tensors, read_metadata, weight_files
 from .data import Split
+from .errors import TrainingError, TrainingFileError
 from .recipes import Recipe
 
 LAST = "last.safetensors"
@@ -70,13 +71,13 @@ def warm_start(model: nn.Module, source: str) -> dict[str, Any]:
 
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"--init {source}: no such file; pass a model.safetensors, e.g. "
+        raise TrainingFileError(f"--init {source}: no such file; pass a model.safetensors, e.g. "
                                 f"zoo/models/NAME/model.safetensors or runs/NAME/model.safetensors")
     meta = read_metadata(path)
     try:
         model.load_state_dict({k: v for k, v in load_tensors(path).items() if not k.startswith("optimizer.")})
     except RuntimeError as error:
-        raise ValueError(f"--init {source}: its tensors do not fit this network ({meta.get('arch')} "
+        raise TrainingError(f"--init {source}: its tensors do not fit this network ({meta.get('arch')} "
                          f"{meta.get('config')}): {error}") from error
     training = meta.get("training", {})
     shared = {file.name: sha256_file(file) for file in weight_files(path)[1:]}  # a zoo model's shared weight files

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -117,3 +118,25 @@ def write_site(out: Path, names: list[str] | None = None) -> dict[str, object]:
     sw = out / "sw.js"
     sw.write_text(sw.read_text().replace("zoo-shell-BUILD", f"zoo-shell-{build.hexdigest()[:12]}"))
     return catalog
+
+
+def figures_table(report: dict[str, object]) -> str:
+    """The figures docs/runtimes.md shows of a report that tests/test_web.py wrote (ZOO_WEB_REPORT=FILE)."""
+    backend = report["backend"]
+    browser = re.search(r"(?:Headless)?Chrome/[\d.]+", str(backend.get("browser", ""))) if isinstance(backend, dict) else None
+    lines = [f"onnxruntime-web {backend['version']}, {backend['provider'].upper()}, {backend['threads']} threads, SIMD, "
+             f"{'' if backend['crossOriginIsolated'] else 'not '}cross-origin isolated; "
+             f"{browser.group(0) if browser else 'Chromium'} on {report.get('cpu', 'this CPU')}:", "",
+             "| model | file | load: download + session | latency | test vectors | zoo's label | largest "
+             "probability difference | inputs identical | same inputs in onnxruntime | large JPEGs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, figures in report.items():
+        if not isinstance(figures, dict) or "images" not in figures:
+            continue
+        images, large, timing = figures["images"], figures["large_jpegs"], figures["load"]["timing"]
+        lines.append(f"| `{name}` | {figures['bytes'] / 1e6:.1f} MB | {timing['fetch_ms']:.0f} + "
+                     f"{timing['session_ms']:.0f} ms | {images['latency_ms_median']:.1f} ms | "
+                     f"{figures['vector_gap']:.1e} | {images['agreement']:.1%} of {images['images']} | "
+                     f"{images['max_prob_gap']:.1e} | {images['inputs_pixel_exact']:.1%} | "
+                     f"{images['runtime_max_prob_gap']:.1e} | {large['max_prob_gap']:.1e} |")
+    return "\n".join(lines) + "\n"

@@ -151,18 +151,25 @@ function changerTab(panel, group, models) {
   const a = imageInput(`${group}-a`, 'View A', () => {});
   const b = imageInput(`${group}-b`, 'View B', () => {});
   const photo = imageInput(`${group}-photo`, 'One photo (cut A and B from it)', () => {});
-  const slider = (id, label, min, max, step, value) => $('label', {}, label, $('input', { type: 'range', id, min, max, step, value }));
+  const slider = (id, label, min, max, step, value) => {
+    const input = $('input', { type: 'range', id, min, max, step, value });
+    const shown = $('span', {}, ` ${value}`);
+    input.addEventListener('input', () => { shown.textContent = ` ${input.value}`; });
+    return $('label', {}, $('span', {}, label, shown), input);
+  };
   const sliders = $('div', { class: 'sliders' },
     slider('shift-x', 'shift x (side)', -0.25, 0.25, 0.01, 0), slider('shift-y', 'shift y (side)', -0.25, 0.25, 0.01, 0),
     slider('angle', 'angle (°, + = counterclockwise)', -30, 30, 1, 0), slider('zoom', 'zoom (scale)', 0.625, 1.6, 0.01, 1));
   const make = $('button', { type: 'button', id: `${group}-make` }, 'Make A and B');
   make.addEventListener('click', async () => {
+    window.zooPairMade = false;
     if (!photo.get()) return;
     const value = (id) => Number(sliders.querySelector(`#${id}`).value);
     const image = await zoo.decode(photo.get());
     const [va, vb] = zoo.preprocess.pairFromPhoto(image.rgb, image.width, image.height, 256,
       { shiftX: value('shift-x'), shiftY: value('shift-y'), angle: value('angle'), scale: value('zoom') });
     a.set(await toBlob(va, 256)); b.set(await toBlob(vb, 256));
+    window.zooPairMade = true;
   });
   const run = $('button', { class: 'primary', id: `${group}-run`, type: 'button' }, 'Detect the change');
   run.addEventListener('click', () => {

@@ -293,14 +293,14 @@ function affineSample(rgb, width, height, xin, yin, out, o) {
       v2 = a2 + (b2 - a2) * dx;
     }
     const v = v1 + (v2 - v1) * dy;
-    out[o + c] = v < 0 ? 0 : v >= 255 ? 255 : Math.trunc(v + 0.5);
+    out[o + c] = v < 0 ? 0 : v >= 255 ? 255 : Math.trunc(v); // Pillow truncates here
   }
 }
 
 /** zoo.geometry.view_from: the size x size view that B shows if A is the side x side square at `centre`
  *  (source pixels), after the change (shift as fractions of the side, angle in degrees, scale). */
 export function viewFrom(rgb, width, height, centre, side, size, { shiftX = 0, shiftY = 0, angle = 0, scale = 1 } = {}) {
-  const t = (angle * Math.PI) / 180;
+  const t = angle * (Math.PI / 180);
   const f = side / size;
   const a = (Math.cos(t) / scale) * f, b = (-Math.sin(t) / scale) * f;
   const d = (Math.sin(t) / scale) * f, e = (Math.cos(t) / scale) * f;

@@ -30,6 +30,9 @@ from .data import LARGE_JPEG_QUALITY, TWELVE_MEGAPIXELS, add_data_option, caltec
 
 #: training/train_changer.py makes its test pairs with seed [recipe seed + 2, source index]; the seed is 0.
 TEST_SEED = 2
+#: The source images of each split's pairs (training/changer_data.py).
+SPLITS = {"test": "CIFAR-10 test + Caltech-101 subset test bucket",
+          "val": "CIFAR-10 train (1 of every 20) + Caltech-101 subset val bucket"}
 
 
 def errors(params: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -71,12 +74,13 @@ def by_outcome(predictions: list[zoo.Prediction], labels: np.ndarray, names: tup
             for name, mask in (("refined", held), ("fallback", ~held))}
 
 
-def test_pairs(data: Path, pairs: int):
+def test_pairs(data: Path, pairs: int, split: str = "test", seed: int = TEST_SEED):
+    """`pairs` generated pairs, half from each source's `split`, seeded [seed, source index]."""
     from training.changer_data import source_images, source_sets  # noqa: PLC0415 - torch, only here
     from training.pairs import Pairs, make_pairs  # noqa: PLC0415
 
-    sources = source_images(source_sets(str(data), "test"))
-    return Pairs.concat([make_pairs(images, pairs // len(sources), 64, [TEST_SEED, k])
+    sources = source_images(source_sets(str(data), split))
+    return Pairs.concat([make_pairs(images, pairs // len(sources), 64, [seed, k])
                          for k, images in enumerate(sources.values())])
 
 
@@ -126,19 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=1600, help="test pairs, half per source (default 1600)")
     parser.add_argument("--large", type=int, default=8, help="12-megapixel pairs timed and scored (default 8)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="source images of the pairs (default test; val: for choosing settings)")
+    parser.add_argument("--seed", type=int, default=TEST_SEED, help=f"pairs seeded [SEED, source] (default {TEST_SEED})")
+    parser.add_argument("--min-texture", type=float, default=align.MIN_TEXTURE,
+                        help=f"zoo.align.MIN_TEXTURE for this run (default {align.MIN_TEXTURE})")
     args = parser.parse_args(argv)
+    align.MIN_TEXTURE = args.min_texture
     data = data_folder(parser, args)
     model = zoo.load("changer", device="cpu")
-    pairs = test_pairs(data, args.pairs)
+    pairs = test_pairs(data, args.pairs, args.split, args.seed)
     items = list(zip(pairs.a, pairs.b))
     names = model.labels
     network = model.predict_batch(items, refine=False)
     refined = model.predict_batch(items, refine=True)
     result: dict[str, object] = {
         "pairs": len(items),
-        "data": "training/pairs.py test pairs (seed [2, source]) from CIFAR-10 test + Caltech-101 subset test "
-                "bucket, half each; B with brightness/contrast ±10%, noise σ ≤ 2/255, JPEG quality 70-95",
-        "command": "python -m bench.changer --data ../shared/data --json docs/changer-refine-cpu.json",
+        "data": f"training/pairs.py {args.split} pairs (seed [{args.seed}, source]) from {SPLITS[args.split]}, "
+                "half each; B with brightness/contrast ±10%, noise σ ≤ 2/255, JPEG quality 70-95",
+        "command": " ".join(["python -m bench.changer", *(sys.argv[1:] if argv is None else argv)]),
         "align_size": align.ALIGN_SIZE,
         "network": summary(network, pairs.params, pairs.labels, names),
         "refined": summary(refined, pairs.params, pairs.labels, names),

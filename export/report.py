@@ -197,8 +197,7 @@ CHANGER_REFINEMENT_NOTE = (
     "post-processing outside the graph: `zoo.align.refine_pair(a, b, params)` (or `zoo.align.align` on the two "
     "views' grey levels) fits the four parameters again by aligning the two views directly (Gauss–Newton, coarse "
     "to fine, gain and offset fitted alongside) from the network's `params`, and returns the network's estimate "
-    "where the fit fails, scores worse or rests on a flat overlap (grey levels varying by less than the "
-    "noise, `zoo.align.MIN_TEXTURE`). `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
+    "where the fit fails or scores worse. `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
     "zoo's label then follows the refined parameters (`zoo.align.label_from_params`: a change is present when "
     "|t| > 0.05 of the side, |θ| > 7.5° or |log s| > log(1.2)/2, half the smallest change the pairs were made "
     "with), and `changes` stay the network's probabilities.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from zoo.preprocess import prepare
 
 pytestmark = pytest.mark.skipif("changer" not in zoo.list(), reason="the changer is not shipped")
 
+ROOT = Path(__file__).resolve().parents[1]
 PAIR = sorted((zoo.EXAMPLES / "pair").glob("*.jpg"))
 PHOTO = Image.open(PAIR[0]).convert("RGB")
 CHANGES = [
@@ -71,16 +73,29 @@ def test_unrelated_images_fall_back_to_the_network(model):
 
 
 def test_a_flat_pair_falls_back_to_the_network(model):
-    """Views without texture fit any change equally: the network's estimate stands, and the prediction says so."""
+    """Views without texture fit no change better than another: the network's estimate stands, and the
+    prediction says so; the alignment reports the texture it had."""
     rng = np.random.default_rng(0)
     flat = [np.clip(200 + rng.normal(0, 1.0, (64, 64, 3)), 0, 255).astype(np.uint8) for _ in range(2)]
     views = align.working_views(*(Image.fromarray(view) for view in flat))
     fit = align.align(*views, {"shift_x": 0.1, "shift_y": 0.0, "angle": 0.0, "scale": 1.0})
-    assert fit.refined is False and fit.texture < align.MIN_TEXTURE
+    assert fit.refined is False and fit.score < align.MIN_SCORE and fit.texture < 2.0
     p = model.predict(*flat)
     network = model.predict(*flat, refine=False)
-    assert p.refined is False
+    assert p.refined is False and p.alignment_score < align.MIN_SCORE
     assert (p.label, p.score, p.params) == (network.label, network.score, network.params)
+
+
+def test_min_texture_refuses_a_fit_on_a_flat_overlap(monkeypatch):
+    """With MIN_TEXTURE above a pair's texture, a fit that would hold is refused and the start stands."""
+    truth = CHANGES[0]
+    a, b = pair_from_photo(PHOTO, 64, **truth)
+    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
+    fit = align.align(*views, truth)
+    assert fit.refined and fit.texture > 5
+    monkeypatch.setattr(align, "MIN_TEXTURE", fit.texture + 1)
+    refused = align.align(*views, truth)
+    assert refused.refined is False and refused.params == truth
 
 
 def test_large_views_are_aligned_at_align_size_with_a_bounded_sample():
@@ -134,3 +149,16 @@ def test_labels_from_params_use_half_the_smallest_generated_change():
     assert align.label_from_params({"shift_x": 0.03, "shift_y": 0.03, "angle": 7.4, "scale": 1.09}) == "unchanged"
     assert align.label_from_params({"shift_x": 0.0, "shift_y": 0.0, "angle": -8.0, "scale": 0.9}) \
         == "rotation+scaling"
+
+
+def test_the_card_records_the_committed_evaluation_and_it_meets_the_precision_goals():
+    """The changer's card (and so its README) carries docs/changer-refine-cpu.json as written by bench.changer;
+    the refined medians there meet the goals and beat the network alone in the same run."""
+    run = json.loads((ROOT / "docs" / "changer-refine-cpu.json").read_text())
+    assert zoo.card("changer").metrics["refinement"] == run
+    network, refined = run["network"], run["refined"]
+    for key, goal in (("angle_deg", 0.1), ("shift", 0.002), ("log_scale", 0.005)):
+        assert refined[f"median_{key}_error"] <= goal < network[f"median_{key}_error"]
+        assert refined[f"p90_{key}_error"] < network[f"p90_{key}_error"]
+    assert refined["label_accuracy"] > network["label_accuracy"]
+    assert refined["worst_class_accuracy"] >= 0.98

@@ -107,8 +107,8 @@ REFINED_TASKS = ("change-detection",)
 def refined(card: ModelCard, prediction: Prediction, views: tuple[np.ndarray, np.ndarray]) -> Prediction:
     """`prediction` with its parameters refined by aligning the views; the label follows the refined
     parameters (`zoo.align.label_from_params`) and the score is the network's probability of that label.
-    Where the alignment fails, scores worse than the network's estimate or rests on a flat overlap, the
-    network's estimate and label stand (refined=False)."""
+    Where the alignment fails or scores worse than the network's estimate, the network's estimate and label
+    stand (refined=False)."""
     assert prediction.params is not None
     fit = align.align(views[0], views[1], prediction.params)
     if not fit.refined:

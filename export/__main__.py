@@ -32,12 +32,12 @@ def triton(argv: list[str]) -> None:
 
 
 def quantize(argv: list[str]) -> None:
-    from .quantize import MAX_ACCURACY_LOSS, MIN_SPEEDUP, merge_report, quantize_model
+    from .quantize import MAX_INT8_ACCURACY_LOSS, MIN_SPEEDUP, merge_report, quantize_model
 
     parser = argparse.ArgumentParser(
         prog="python -m export quantize",
         description=f"Quantize installed models to NAME-int8 (static QDQ, calibrated on training inputs); install "
-                    f"each only if >= {MIN_SPEEDUP}x faster at batch 1 and 64 and <= {MAX_ACCURACY_LOSS:.1%} less "
+                    f"each only if >= {MIN_SPEEDUP}x faster at batch 1 and 64 and <= {MAX_INT8_ACCURACY_LOSS:.1%} less "
                     f"accurate than the float model, measured here.")
     parser.add_argument("names", nargs="+", help="installed float models to quantize")
     parser.add_argument("--out", type=Path, default=PACKAGE_MODELS,

@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from training.checkpoint import SCALE_SUFFIX, load_model, read_metadata, weight_files
 from training.evaluate import predict_logits
-from training.labelled import LabelledInputs, recipe_inputs
+from training.labelled import TEST_PAIRS_SEED, LabelledInputs, recipe_inputs
 from training.recipes import Recipe
 from zoo.card import InputSpec, ModelCard
 from zoo.errors import ModelFileError
@@ -59,7 +59,7 @@ DATA_NOTES = {
 def held_out_inputs(meta: dict[str, Any], data: str | None) -> LabelledInputs:
     """The checkpoint's labelled test inputs, from its recorded recipe (`data`: another copy of its data)."""
     recipe = Recipe.from_record(meta["training"]["recipe"])
-    return recipe_inputs(replace(recipe, data=data) if data else recipe, "test", pairs=PARITY_IMAGES, seed=12345)
+    return recipe_inputs(replace(recipe, data=data) if data else recipe, "test", pairs=PARITY_IMAGES, seed=TEST_PAIRS_SEED)
 
 
 def validation_feeds(held_out: LabelledInputs, input_names: list[str], count: int) -> dict[str, np.ndarray]:

@@ -98,5 +98,5 @@ def test_an_int8_variant_that_loses_accuracy_is_not_installed(installed, monkeyp
     monkeypatch.setattr(quantize, "MIN_SPEEDUP", 0.0)  # only the accuracy bar decides here
     report = quantize.quantize_model(NAME, installed, threads=1, rounds=1, calibration_inputs=64)
     assert not report["shipped"]
-    assert "loses" in report["why_not"] and report["accuracy_loss"] > quantize.MAX_ACCURACY_LOSS
+    assert "loses" in report["why_not"] and report["accuracy_loss"] > quantize.MAX_INT8_ACCURACY_LOSS
     assert sorted(p.name for p in variant.iterdir()) == ["earlier.txt"]

@@ -85,3 +85,59 @@ def test_the_runtimes_errors_are_zoo_errors_and_the_build_tools_are_not():
     assert len(runtime) >= 6 and len(build_time) >= 7
     assert [error for error in runtime if not issubclass(error, ZooError)] == []
     assert [error for error in build_time if not issubclass(error, BuildError) or issubclass(error, ZooError)] == []
+
+
+#: Facts the code shares, each defined once: its name is assigned in one module, which the others import.
+SHARED_CONSTANTS = ("IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD",
+                    "MAX_INT8_ACCURACY_LOSS", "TEST_PAIRS_SEED", "OPTIMIZER_PREFIX", "DEVICES", "MAX_IMAGES", "MAX_BATCH",
+                    "BATCH_WAIT", "MAX_QUEUE", "MAX_REQUEST_BYTES", "READ_TIMEOUT", "API_KEY_ENV", "LOOPBACK_HOSTS",
+                    "RAY_LOOPBACK_ENVIRONMENT", "MAX_PIXELS", "MAX_FILE_BYTES", "BATCH")
+#: Of those, the ones whose value is distinctive enough that it should appear as a literal nowhere else.
+DISTINCT_VALUES = ("IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD",
+                   "TEST_PAIRS_SEED", "OPTIMIZER_PREFIX")
+
+
+def module_constants() -> dict[str, list[tuple[str, ast.expr]]]:
+    """Every module-level assignment of an upper-case name: name -> [(module, value expression)]."""
+    assigned: dict[str, list[tuple[str, ast.expr]]] = {}
+    for module, path in modules().items():
+        for node in ast.parse(path.read_text()).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                if isinstance(node, ast.AnnAssign) and node.value is not None else []
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id.isupper():
+                    assigned.setdefault(target.id, []).append((module, node.value))
+    return assigned
+
+
+def literal(expression: ast.expr) -> object:
+    """The value of a literal (a frozenset(...) call too), or None."""
+    if isinstance(expression, ast.Call) and getattr(expression.func, "id", "") == "frozenset" and expression.args:
+        expression = expression.args[0]
+    try:
+        value = ast.literal_eval(expression)
+    except ValueError:
+        return None
+    return frozenset(value) if isinstance(value, set) else value
+
+
+def test_each_shared_constant_is_defined_once():
+    assigned = module_constants()
+    for name in SHARED_CONSTANTS:
+        assert len(assigned.get(name, [])) == 1, (name, [module for module, _ in assigned.get(name, [])])
+
+
+def test_a_distinctive_value_is_written_once():
+    """No other literal anywhere in the code equals a distinctive shared constant's value (a copy of the fact)."""
+    assigned = module_constants()
+    values = {name: literal(assigned[name][0][1]) for name in DISTINCT_VALUES}
+    assert all(value is not None for value in values.values()), values
+    copies: dict[str, list[str]] = {name: [] for name in values}
+    for module, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Constant, ast.Tuple, ast.Set)):
+                value = literal(node)
+                for name, expected in values.items():
+                    if value == expected and type(value) is type(expected):
+                        copies[name].append(module)
+    assert {name: found for name, found in copies.items() if len(found) != 1} == {}

@@ -83,10 +83,18 @@ def load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     return tensors
 
 
+#: The prefix of the optimizer's state in a training checkpoint (last.safetensors), beside the model's weights.
+OPTIMIZER_PREFIX = "optimizer."
+
+
+def model_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors without the optimizer's state: the model's state dict."""
+    return {key: value for key, value in tensors.items() if not key.startswith(OPTIMIZER_PREFIX)}
+
+
 def load_model(path: Path, **config_overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network from the checkpoint's metadata and load its weights (eval mode)."""
     meta = read_metadata(path)
     model = build(meta["arch"], {**meta["config"], **config_overrides})
-    weights = {k: v for k, v in load_tensors(path).items() if not k.startswith("optimizer.")}
-    model.load_state_dict(weights)
+    model.load_state_dict(model_weights(load_tensors(path)))
     return model.eval(), meta

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from zoo import preprocess
+from zoo.batch import IMAGE_SUFFIXES
 from zoo.preprocess import prepare
 
 from .errors import TrainingError, TrainingFileError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 

@@ -11,6 +11,11 @@ from .data import Split, load_split
 from .recipes import Recipe
 
 
+#: The seed of the held-out test pairs (the changer's) that export validates, quantizes and reports on: one draw,
+#: so that every step measures the same pairs.
+TEST_PAIRS_SEED = 12345
+
+
 @dataclass
 class LabelledInputs:
     """uint8 NHWC arrays in the graph's input order (one image, or the two views of a pair) and the true classes."""

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from zoo.files import WEIGHTS_FILE
 
-from .checkpoint import load_tensors, read_metadata, weight_files
+from .checkpoint import OPTIMIZER_PREFIX, load_tensors, model_weights, read_metadata, weight_files
 from .data import Split
 from .errors import TrainingError, TrainingFileError
 from .recipes import Recipe
@@ -75,7 +75,7 @@ def warm_start(model: nn.Module, source: str) -> dict[str, Any]:
                                 f"zoo/models/NAME/model.safetensors or runs/NAME/model.safetensors")
     meta = read_metadata(path)
     try:
-        model.load_state_dict({k: v for k, v in load_tensors(path).items() if not k.startswith("optimizer.")})
+        model.load_state_dict(model_weights(load_tensors(path)))
     except RuntimeError as error:
         raise TrainingError(f"--init {source}: its tensors do not fit this network ({meta.get('arch')} "
                          f"{meta.get('config')}): {error}") from error
@@ -122,7 +122,7 @@ def optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
     for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
         for key, value in optimizer.state.get(param, {}).items():
             if isinstance(value, Tensor):
-                state[f"optimizer.{index}.{key}"] = value if value.ndim else value.reshape(1)
+                state[f"{OPTIMIZER_PREFIX}{index}.{key}"] = value if value.ndim else value.reshape(1)
     return state
 
 
@@ -134,8 +134,8 @@ def restore(last: Path, recipe: Recipe, model: nn.Module, optimizer: torch.optim
     meta = read_metadata(last)
     if meta.get("training", {}).get("recipe") != asdict(recipe):
         return 0, 0.0, []
-    model.load_state_dict({k: v for k, v in load_tensors(last).items() if not k.startswith("optimizer.")})
-    saved = load_tensors(last, "optimizer.")
+    model.load_state_dict(model_weights(load_tensors(last)))
+    saved = load_tensors(last, OPTIMIZER_PREFIX)
     for index, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
         prefix = f"{index}."
         for key, value in saved.items():

@@ -13,12 +13,13 @@ from . import card
 from .batch import BatchError
 from .errors import ZooError
 from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
-from .options import DEVICES, add_demo_arguments, non_negative, positive
+from .options import add_demo_arguments, non_negative, positive
 from .model import Prediction, load, save_onnx
 from . import hub, registry
 from .loopback import RAY_LOOPBACK_ENVIRONMENT, loopback
 from .registry import SUMMARY_HEADER, UNAVAILABLE, model_cards, model_summaries, models_root, unavailable_models
 from .release import DISTRIBUTION
+from .runtime import DEVICES
 
 EXIT_ERROR = 1  # argparse exits 2 on usage errors
 def cmd_list(_: argparse.Namespace) -> int:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-#: Where a model may run: "auto" (CUDA when it really works, else the CPU), "cpu" or "cuda".
-DEVICES = ("auto", "cpu", "cuda")
-
 
 def non_negative(text: str) -> float:
     value = float(text)

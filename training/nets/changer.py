@@ -16,10 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from ..pairs import CLASS_CHANGES, SCALE_RANGE, SHIFT_RANGE, ANGLE_RANGE
-from .common import ImageInput
+from .common import IMAGENET_MEAN, IMAGENET_STD, ImageInput
 
-PHOTO_MEAN = (0.485, 0.456, 0.406)
-PHOTO_STD = (0.229, 0.224, 0.225)
 #: Regression targets are divided by these so that each is ~1 at the edge of its range.
 SHIFT_UNIT = SHIFT_RANGE[1]
 ANGLE_UNIT = ANGLE_RANGE[1]
@@ -62,7 +60,7 @@ class Changer(nn.Module):
     def __init__(self, config: ChangerConfig) -> None:
         super().__init__()
         self.config = config
-        self.input = ImageInput(PHOTO_MEAN, PHOTO_STD)
+        self.input = ImageInput(IMAGENET_MEAN, IMAGENET_STD)
         stem = config.widths[0]
         self.stem = nn.Sequential(nn.Conv2d(6, stem, 5, 2, 2, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
         layers, channels = [], stem

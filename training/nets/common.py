@@ -6,6 +6,9 @@ from torch import Tensor, nn
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+#: ImageNet's statistics: the ResNet-50's convention, and the changer's for its photographs.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageInput(nn.Module):

@@ -12,10 +12,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from .common import ImageInput
+from .common import IMAGENET_MEAN, IMAGENET_STD, ImageInput
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 EMBEDDING_SIZE = 2048
 
 

@@ -60,6 +60,30 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+#: An int8 graph's integer kernels round each layer their own way: its check's bound (docs/runtimes.md).
+INT8_CHECK_TOLERANCE = 5e-2
+
+
+def write_check(name: str, out: Path) -> None:
+    """The first of model `name`'s shipped test vectors as JSON (inputs as base64, the expected probabilities):
+    the page runs it on a WebGPU session before trusting it, and takes WASM where the outputs differ."""
+    import base64
+
+    import numpy as np
+
+    from bench.runtimes import probabilities, shipped_vectors
+
+    card = zoo.card(name)
+    feeds, outputs = shipped_vectors(name)
+    check = {
+        "inputs": {k: {"dims": [1, *v.shape[1:]], "data": base64.b64encode(np.ascontiguousarray(v[:1]).tobytes()).decode()}
+                   for k, v in feeds.items()},
+        "probabilities": [p[0].tolist() for p in probabilities(card.task, [o[:1] for o in outputs])],
+        "tolerance": INT8_CHECK_TOLERANCE if "quantized_from" in card.extra else card.tolerance,
+    }
+    out.write_text(json.dumps(check) + "\n")
+
+
 def model_entry(name: str, models: Path) -> dict[str, object]:
     """Write model `name`'s self-contained file into `models` and return what models.json says of it."""
     card = zoo.card(name)
@@ -67,6 +91,8 @@ def model_entry(name: str, models: Path) -> dict[str, object]:
     digest = _sha256(written)
     file = written.with_name(f"{name}-{digest[:12]}.onnx")
     written.replace(file)
+    check = models / f"{name}-check.json"
+    write_check(name, check)
     return {
         "name": name,
         "task": card.task,
@@ -81,6 +107,7 @@ def model_entry(name: str, models: Path) -> dict[str, object]:
         "session_config": card.extra.get("session_config", {}),
         "test_accuracy": card.headline_accuracy,
         "file": f"models/{file.name}",
+        "check": f"models/{check.name}",
         "bytes": file.stat().st_size,
         "sha256": digest,
     }

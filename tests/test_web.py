@@ -557,6 +557,54 @@ def test_runtimes_doc_shows_the_saved_figures():
         "docs/runtimes.md differs from export.web.figures_table(docs/web-chromium.json)")
 
 
+#: Chromium's software WebGPU (SwiftShader): an adapter on a machine without a GPU, to run the page's WebGPU build.
+SOFTWARE_WEBGPU = ("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
+                   "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader")
+#: The models small enough for software WebGPU in a test's time.
+WEBGPU_MODELS = ("cnn", "deformable-cnn", "changer")
+
+
+def test_webgpu_build_runs_the_vectors(server):
+    """Where the browser has a WebGPU adapter the page takes onnxruntime-web's WebGPU build (operators it lacks,
+    such as DeformConv, run on WASM): the shipped vectors give the same outputs. The adapter here is SwiftShader,
+    software: its latencies say nothing of a GPU's."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bench.runtimes import probabilities, shipped_vectors
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(NO_BROWSER)
+    driver = _chromium(SOFTWARE_WEBGPU)
+    try:
+        driver.get(server + "/")
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
+        backend = call(driver, "return await zoo.backend();")
+        if backend["provider"] != "webgpu":
+            pytest.skip("this Chromium offers no WebGPU adapter, not even SwiftShader's")
+        for name in (n for n in WEBGPU_MODELS if n in zoo.list()):
+            card = zoo.card(name)
+            feeds, expected = shipped_vectors(name)
+            got = call(driver, """
+                const {provider, timing, rejected} = await zoo.load(args[0]);
+                const inputs = Object.fromEntries(Object.entries(args[1]).map(([k, v]) =>
+                  [k, {dims: v.dims, data: Uint8Array.from(atob(v.data), (c) => c.charCodeAt(0))}]));
+                const out = await zoo.run(args[0], inputs);
+                const model = (await zoo.list()).find((m) => m.name === args[0]);
+                return {provider, timing, rejected, outputs: model.outputs.map((o) => out[o])};""",
+                       name, {k: {"data": _b64(v), "dims": list(v.shape)} for k, v in feeds.items()})
+            outputs = [np.asarray(o["data"], dtype=np.float64).reshape(o["dims"]) for o in got["outputs"]]
+            gap = max(float(np.abs(m - t).max()) for m, t in
+                      zip(probabilities(card.task, outputs), probabilities(card.task, expected)))
+            REPORT.setdefault(name, {})["webgpu_swiftshader"] = {"provider": got["provider"], "vector_gap": gap,
+                                                                 "rejected": got["rejected"]}
+            print(name, "WebGPU (SwiftShader)", got["provider"], f"{gap:.2e}", got["rejected"])
+            # A WebGPU session whose check fails is not used: the page runs that model on WASM, and says why.
+            assert (got["provider"] == "webgpu") == (got["rejected"] is None), got
+            assert gap <= card.tolerance, f"{name} on {got['provider']}: probabilities differ by {gap:.2e}"
+    finally:
+        driver.quit()
+
+
 def test_report(tmp_path_factory):
     """Write the figures of the tests above where ZOO_WEB_REPORT says (the last test of this file)."""
     target = os.environ.get("ZOO_WEB_REPORT")

@@ -104,8 +104,8 @@ function modelCard(model) {
   check.addEventListener('change', async () => {
     if (!check.checked) return;
     try {
-      const { from, timing, provider } = await zoo.load(model.name);
-      result.textContent = `Ready (${from === 'cache' ? 'from the browser\'s cache' : 'downloaded'} in ${timing.fetch_ms.toFixed(0)} ms, started in ${timing.session_ms.toFixed(0)} ms, ${provider.toUpperCase()}).`;
+      const { from, timing, provider, rejected } = await zoo.load(model.name);
+      result.textContent = `Ready (${from === 'cache' ? 'from the browser\'s cache' : 'downloaded'} in ${timing.fetch_ms.toFixed(0)} ms, started in ${timing.session_ms.toFixed(0)} ms, ${provider.toUpperCase()}${rejected ? `: not WebGPU, ${rejected}` : ''}).`;
     } catch (error) {
       result.replaceChildren($('span', { class: 'error' }, String(error.message || error)));
     }

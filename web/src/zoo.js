@@ -122,16 +122,19 @@ export async function load(name) {
       const options = { graphOptimizationLevel: 'all', extra: { session: model.session_config || {} } };
       let session = null;
       let provider = 'wasm';
+      let rejected = null;
       if (state.backend === 'webgpu') {
         try {
-          session = await ort.InferenceSession.create(bytes, { ...options, executionProviders: ['webgpu', 'wasm'] });
-          provider = 'webgpu';
+          const candidate = await ort.InferenceSession.create(bytes, { ...options, executionProviders: ['webgpu', 'wasm'] });
+          rejected = await checked(model, candidate);
+          if (rejected) await candidate.release(); else { session = candidate; provider = 'webgpu'; }
         } catch (error) {
-          console.warn(`${name}: WebGPU session failed (${error}); running it on WASM`);
+          rejected = `the WebGPU session failed (${error.message || error})`;
         }
+        if (rejected) console.warn(`${name}: ${rejected}; running it on WASM`);
       }
       if (!session) session = await ort.InferenceSession.create(bytes, { ...options, executionProviders: ['wasm'] });
-      const loaded = { model, session, provider, from, timing: { fetch_ms: fetched - began, session_ms: performance.now() - fetched } };
+      const loaded = { model, session, provider, from, rejected, timing: { fetch_ms: fetched - began, session_ms: performance.now() - fetched } };
       state.sessions.set(name, loaded);
       emit({ name, phase: 'ready', loaded: model.bytes, total: model.bytes });
       return loaded;
@@ -142,6 +145,25 @@ export async function load(name) {
   } finally {
     state.loading.delete(name);
   }
+}
+
+/** Why a session is not to be trusted, or null: it runs the model's first shipped test vector (the site's
+ *  models/NAME-check.json) and compares the probabilities with the shipped ones. */
+async function checked(model, session) {
+  const response = await fetch(here(model.check));
+  if (!response.ok) return `its check ${model.check} could not be read (HTTP ${response.status})`;
+  const check = await response.json();
+  const feeds = {};
+  for (const [k, v] of Object.entries(check.inputs)) {
+    feeds[k] = new state.ort.Tensor('uint8', Uint8Array.from(atob(v.data), (c) => c.charCodeAt(0)), v.dims);
+  }
+  const outputs = await session.run(feeds);
+  const got = model.task === 'image-classification'
+    ? [P.softmax(Array.from(outputs[model.outputs[0]].data))]
+    : model.outputs.slice(0, 2).map((o) => Array.from(outputs[o].data));
+  let gap = 0;
+  got.forEach((row, i) => row.forEach((v, j) => { gap = Math.max(gap, Math.abs(v - check.probabilities[i][j])); }));
+  return gap <= check.tolerance ? null : `its test vector's probabilities differ by ${gap.toExponential(1)} (> ${check.tolerance}) on WebGPU`;
 }
 
 function canvas(width, height) {

@@ -34,6 +34,24 @@ def test_devices():
         zoo.load(SHIPPED[0], device="tpu")
 
 
+@pytest.mark.skipif(zoo.runtime.cuda_driver_present(), reason="this machine has an NVIDIA driver: CUDA is tried")
+def test_without_a_gpu_loading_prints_nothing_and_leaves_onnxruntimes_logger_alone():
+    """onnxruntime-gpu lists CUDA everywhere; without a driver zoo does not try it (which would print
+    onnxruntime's errors), and it does not silence onnxruntime's default logger for the application either."""
+    def run(code: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    quiet = run("import zoo; print(zoo.load('cnn').device)")
+    assert quiet.returncode == 0 and quiet.stdout.strip() == "cpu" and quiet.stderr == "", quiet.stderr
+    import onnxruntime as ort
+
+    if zoo.runtime.CUDA in ort.get_available_providers():  # the application's own attempt is still reported
+        graph = zoo.registry.PACKAGE_MODELS / "cnn" / "model.onnx"
+        loud = run(f"import onnxruntime as ort, zoo; zoo.load('cnn'); ort.InferenceSession({str(graph)!r}, "
+                   "providers=['CUDAExecutionProvider', 'CPUExecutionProvider'])")
+        assert "CUDA" in loud.stderr
+
+
 def test_cuda_without_a_gpu_is_a_clear_error():
     try:
         model = zoo.load(SHIPPED[0], device="cuda")

@@ -1,8 +1,11 @@
 """onnxruntime sessions: provider choice, file integrity, and errors turned into ZooError."""
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import json
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
@@ -20,6 +23,21 @@ CPU = "CPUExecutionProvider"
 REQUIRED_FILES = (GRAPH_FILE, WEIGHTS_FILE)
 #: Why CUDA failed in this process, once it has; later loads go straight to the CPU.
 _cuda_failed: list[str] = []
+#: The NVIDIA driver's library: without it there is no GPU to try.
+CUDA_DRIVER = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+
+
+@functools.cache
+def cuda_driver_present() -> bool:
+    """Whether the NVIDIA driver is installed (its library loads). onnxruntime-gpu lists the CUDA provider on
+    every machine; trying it where there is no driver would only print onnxruntime's errors about it."""
+    if sys.platform == "darwin":
+        return False
+    try:
+        ctypes.CDLL(CUDA_DRIVER)
+    except OSError:
+        return False
+    return True
 
 
 def sha256_file(path: Path) -> str:
@@ -181,16 +199,18 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0, con
     # The graph with its weights inside: loads the same from a symlinked (Hub cache) or hard-linked install.
     model = onnxfile.self_contained(model_path)
     if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:
-        # onnxruntime-gpu lists CUDA even where its libraries are missing; a failed attempt is
-        # handled here (fallback or DeviceError), so its log lines would only be noise.
-        ort.set_default_logger_severity(4)
-        try:
-            session = ort.InferenceSession(model, options, providers=[CUDA, CPU])
-            if session.get_providers()[0] == CUDA:
-                return session, "cuda"
-            _cuda_failed.append("onnxruntime fell back to the CPU provider")
-        except Exception as exc:  # a broken CUDA install: fall back (auto) or explain (cuda)
-            _cuda_failed.append(str(exc))
+        if not cuda_driver_present():
+            _cuda_failed.append(f"no NVIDIA driver ({CUDA_DRIVER} does not load)")
+        else:
+            # With a driver, a failed attempt (CUDA or cuDNN libraries missing) gives the fallback or a
+            # DeviceError below, and onnxruntime's own message about it on stderr.
+            try:
+                session = ort.InferenceSession(model, options, providers=[CUDA, CPU])
+                if session.get_providers()[0] == CUDA:
+                    return session, "cuda"
+                _cuda_failed.append("onnxruntime fell back to the CPU provider")
+            except Exception as exc:  # a broken CUDA install: fall back (auto) or explain (cuda)
+                _cuda_failed.append(str(exc))
     if device == "cuda":
         why = f": {_cuda_failed[0]}" if _cuda_failed else ""
         raise DeviceError(

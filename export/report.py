@@ -172,8 +172,8 @@ def refinement_lines(r: dict) -> list[str]:
                  f"{worst(ref)} {_pct(ref['worst_class_accuracy'])} |")
     outcome = r.get("labels_by_outcome")
     held = (f" (label accuracy there {_pct(outcome['refined']['label_accuracy'])}); elsewhere, on "
-            f"{outcome['fallback']['pairs']} pairs whose views share too little structure to align, the network's "
-            f"estimate stands (label accuracy {_pct(outcome['fallback']['label_accuracy'])})."
+            f"{outcome['fallback']['pairs']} pairs, the network's estimate stands (label accuracy "
+            f"{_pct(outcome['fallback']['label_accuracy'])})."
             if outcome and outcome["fallback"]["pairs"] else "; elsewhere the network's estimate stands.")
     lines += ["", f"The alignment held on {_pct(r['refined_fraction'])} of the pairs{held}"]
     large = cost["pairs_12mp"]

@@ -195,6 +195,20 @@ class _Level:
         return jacobian, gain * bw + offset - target
 
 
+def _halved(image: np.ndarray) -> np.ndarray:
+    """`image` (even side) at half its side: the mean of each 2×2 block."""
+    return 0.25 * (image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2])
+
+
+def _level(a: np.ndarray, b: np.ndarray, sigma: float) -> _Level:
+    """The blur level σ (pixels of the views' side), built on views halved while they keep at least
+    SAMPLED_SIDE pixels a side and σ at least 2 pixels: a coarse level of large views costs no more than
+    one of SAMPLED_SIDE-pixel views (positions are fractions of the side, so levels of any side mix)."""
+    while a.shape[0] % 2 == 0 and a.shape[0] // 2 >= SAMPLED_SIDE and sigma >= 4:
+        a, b, sigma = _halved(a), _halved(b), sigma / 2
+    return _Level(a, b, sigma)
+
+
 # Products are summed without BLAS: its threads would contend with onnxruntime's for the same cores.
 def _ncc(x: np.ndarray, y: np.ndarray) -> float:
     x = x - x.mean()
@@ -311,7 +325,7 @@ def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float]) -> A
         raise ValueError(f"align takes two square grey views of one size, got {view_a.shape} and {view_b.shape}")
     n = view_a.shape[0]
     start = _to_vector(params)
-    levels = [_Level(view_a, view_b, sigma * n / 64) for sigma in BLUR_LEVELS]
+    levels = [_level(view_a, view_b, sigma * n / 64) for sigma in BLUR_LEVELS]
     start_score, _ = _score(levels[-1], start)
 
     def kept(p: np.ndarray | None) -> tuple[float, np.ndarray] | None:

@@ -15,19 +15,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import numpy_helper
 
 import zoo
-from zoo.registry import PACKAGE_MODELS
+from export.vectors import shipped_vectors
 from zoo.card import ModelCard
-from zoo.model import softmax
-from zoo.files import PORTABLE_GRAPH_FILE, TEST_VECTORS
+from zoo.files import PORTABLE_GRAPH_FILE
+from zoo.tasks import TASKS
+from zoo.timing import BATCH, cpu_name
 
 from .data import add_data_option, data_folder, relocated
 from .tables import runtimes_table
-from zoo.timing import BATCH, cpu_name
 
 RUNTIMES = ("onnxruntime", "openvino f32", "openvino default")
 #: A runtime's `feeds -> outputs` on one ONNX file.
@@ -60,19 +58,7 @@ def predicted(run: Runner, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 def probabilities(task: str, outputs: list[np.ndarray]) -> list[np.ndarray]:
     """The outputs that are probabilities: a classifier's softmax; the changer's class and change probabilities."""
-    if task == "image-classification":
-        return [softmax(outputs[0].astype(np.float64))]
-    return list(outputs[:2])
-
-
-def shipped_vectors(name: str) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """Model `name`'s ONNX Model Zoo test vectors: the feeds by input name, and the outputs in order."""
-    folder = PACKAGE_MODELS / name / TEST_VECTORS
-    feeds = {spec.name: numpy_helper.to_array(onnx.load_tensor(str(folder / f"input_{k}.pb")))
-             for k, spec in enumerate(zoo.card(name).inputs)}
-    outputs = [numpy_helper.to_array(onnx.load_tensor(str(path)))
-               for path in sorted(folder.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1]))]
-    return feeds, outputs
+    return TASKS[task].probabilities(outputs)
 
 
 def classifier_test_split(card: ModelCard, data: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:

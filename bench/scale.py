@@ -35,6 +35,7 @@ import zoo
 from zoo.card import ModelCard
 from zoo.loopback import RAY_LOOPBACK_ENVIRONMENT
 from zoo.model import DECODE_THREADS, Model
+from zoo.tasks import TASKS
 
 from .data import CIFAR_TEST_SPLIT, add_data_option, data_folder, spread, twelve_megapixel_set
 from .tables import decode_table, ray_table, serving_table
@@ -237,7 +238,7 @@ BODIES = ("form", "raw")
 def request_forms(card: ModelCard, files: Sequence[Path], per_request: int) -> list[Request]:
     """Multipart requests of `per_request` items each, the files read beforehand: `image` fields, or `a` and
     `b` for pairs."""
-    fields = ("image",) if len(card.inputs) == 1 else ("a", "b")
+    fields = TASKS[card.task].upload_fields
     parts = [[(field, Path(path).name, Path(path).read_bytes()) for field, path in zip(fields, arguments(item))]
              for item in items_for(card, files)]
     return [[part for item in parts[start:start + per_request] for part in item]

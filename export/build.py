@@ -21,6 +21,7 @@ from zoo.errors import ModelFileError
 from zoo.registry import PACKAGE_MODELS
 from zoo.files import GRAPH_FILE, OFFSETS_FILE, PORTABLE_GRAPH_FILE
 from zoo.runtime import file_entry, sha256_file
+from zoo.tasks import TASKS
 
 from .deform_onnx import DEFORM_OPSET
 from .offsets import write_offsets_model
@@ -31,11 +32,6 @@ from .stamp_card import stamp_card_digest
 from .validate import ExportValidationError, check_parity, write_test_vectors
 from .weights import StoredWeights, round_conv_weights_to_int8
 
-#: Graph input and output names per task, declared as data.
-IO_NAMES: dict[str, tuple[list[str], list[str]]] = {
-    "image-classification": (["image"], ["logits"]),
-    "change-detection": (["image_a", "image_b"], ["class_probs", "change_probs", "params"]),
-}
 PARITY_IMAGES = 512
 VECTOR_IMAGES = 8
 TOLERANCE = 1e-4
@@ -128,7 +124,7 @@ def export_model(checkpoint: Path, out_root: Path = PACKAGE_MODELS, data: str | 
 
     reference, _ = load_model(checkpoint, **using("torchvision"))
     name, task = meta["name"], meta["task"]
-    input_names, output_names = IO_NAMES[task]
+    input_names, output_names = list(TASKS[task].inputs), list(TASKS[task].outputs)
     held_out = held_out_inputs(meta, data)
     feeds = validation_feeds(held_out, input_names, PARITY_IMAGES)
     example = tuple(torch.from_numpy(feeds[graph_input][:2]) for graph_input in input_names)

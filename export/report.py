@@ -12,6 +12,7 @@ from zoo.registry import PACKAGE_MODELS
 from zoo.card import License
 from zoo.files import PORTABLE_GRAPH_FILE
 from zoo.runtime import file_entry
+from zoo.tasks import TASKS
 
 from .release import model_names, write_index
 
@@ -83,16 +84,6 @@ def backbone_note(backbone: dict) -> str:
             "No ImageNet weights.")
 
 
-OUTPUT_NOTES = {
-    "image-classification": "`logits` (N, classes), float32. Postprocessing: softmax over classes; zoo returns the top "
-                            "label, its probability and every label's probability.",
-    "change-detection": "`class_probs` (N, 8): the probabilities of the eight change classes, the products of the "
-                        "three change probabilities; `change_probs` (N, 3): displacement, rotation, scaling; "
-                        "`params` (N, 4): shift_x, shift_y (fractions of the view's side), angle (degrees, "
-                        "counterclockwise on screen), scale. zoo returns them as `probs`, `changes` and `params`.",
-}
-
-
 #: The README's example, per task: plain onnxruntime + Pillow + numpy on the file `zoo export-onnx` writes.
 EXAMPLE_CODE = {
     "image-classification": """\
@@ -129,8 +120,8 @@ session = ort.InferenceSession("{file}")
 labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
 class_probs, change_probs, params = session.run(None, {{"{input}": model_input("a.jpg"), "{input_b}": model_input("b.jpg")}})
 print(labels[int(class_probs[0].argmax())], float(class_probs[0].max()))
-print(dict(zip(["displacement", "rotation", "scaling"], change_probs[0].tolist())))
-print(dict(zip(["shift_x", "shift_y", "angle", "scale"], params[0].tolist())))
+print(dict(zip({changes}, change_probs[0].tolist())))
+print(dict(zip({params}, params[0].tolist())))
 """,
 }
 
@@ -228,11 +219,12 @@ def without_zoo(card: zoo.ModelCard) -> list[str]:
               f"- an image becomes that input: decode it, turn it upright (EXIF) and to RGB, scale it (bilinear, "
               f"antialiased) so that it covers {spec.width}×{spec.height} keeping its aspect ratio, and cut the centre "
               f"(`{spec.resize}`). Scaling to [0, 1] and normalisation are inside the graph.",
-              f"- outputs: {OUTPUT_NOTES[card.task].split(' zoo returns')[0].split(' Postprocessing')[0]}",
+              f"- outputs: {TASKS[card.task].outputs_note}",
               f"- labels, in the order of the scores: {', '.join(card.labels)}.", "",
               "```python",
               EXAMPLE_CODE[card.task].format(file=file, width=spec.width, height=spec.height, input=spec.name,
-                                             input_b=card.inputs[-1].name).rstrip(),
+                                             input_b=card.inputs[-1].name, changes=json.dumps(list(card.changes)),
+                                             params=json.dumps(list(card.param_names))).rstrip(),
               "```", ""]
     if card.task == "change-detection":
         lines += [CHANGER_REFINEMENT_NOTE, ""]
@@ -344,7 +336,8 @@ def model_readme(card: zoo.ModelCard) -> str:
               f"Any image is decoded to RGB (EXIF orientation honoured) and resized by `{card.inputs[0].resize}` "
               "(`zoo/preprocess.py`: scale to cover the input, cut the centre). Casting, scaling to [0, 1], "
               "normalisation and the NHWC → NCHW transpose are inside the graph.", "",
-              "## Output", "", OUTPUT_NOTES.get(card.task, ""), "", f"Labels: {', '.join(card.labels)}.", "",
+              "## Output", "", f"{TASKS[card.task].outputs_note} {TASKS[card.task].postprocessing_note}",
+              "", f"Labels: {', '.join(card.labels)}.", "",
               "## Metrics", ""]
     if "test_accuracy" in m:
         lines.append(f"- test accuracy: **{_pct(m['test_accuracy'])}** ({card.test_images or '?'} held-out inputs)")

@@ -13,7 +13,7 @@ from PIL import Image
 import zoo
 from zoo import align
 from zoo.geometry import pair_from_photo
-from zoo.model import _change_detection
+from zoo.tasks import _change_detection
 from zoo.preprocess import prepare
 
 pytestmark = pytest.mark.skipif("changer" not in zoo.list(), reason="the changer is not shipped")

@@ -48,7 +48,7 @@ def test_draft_decoding_keeps_the_answers_on_real_photos(name, large_photos):
     drafted = np.stack([prepare(path, spec.height, spec.width, spec.resize) for path in inputs])
     full = np.stack([fit_to_input(load_image(path), spec.height, spec.width, spec.resize) for path in inputs])
     assert (drafted != full).any(), "no photo was drafted: the test would prove nothing"
-    run = lambda feed: zoo.model.softmax(model.session.run(None, {spec.name: feed})[0].astype(np.float64))  # noqa: E731
+    run = lambda feed: zoo.tasks.softmax(model.session.run(None, {spec.name: feed})[0].astype(np.float64))  # noqa: E731
     p_drafted, p_full = run(drafted), run(full)
     agreement = float((p_drafted.argmax(1) == p_full.argmax(1)).mean())
     difference = float(np.abs(p_drafted - p_full).max())

@@ -100,7 +100,7 @@ def test_the_predictors_refine_kwarg_gives_the_networks_estimate():
 
 def test_ray_data_without_an_image_column_says_which_to_give(cluster):
     predictor = zoo_ray.Predictor("cnn", device="cpu")
-    with pytest.raises(zoo.ZooError, match="'image' column"):
+    with pytest.raises(zoo.ZooError, match="'image' or 'bytes'"):
         predictor({"path": np.array(["x.jpg"])})
 
 

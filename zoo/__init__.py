@@ -11,10 +11,11 @@ from pathlib import Path
 
 from .card import InputSpec, License, ModelCard
 from .errors import DeviceError, ImageError, ModelFileError, UnknownModelError, ZooError
-from .model import Model, Prediction, load, save_onnx
+from .model import Model, load, save_onnx
 from .registry import list_models as list
 from .registry import models_root
 from .release import VERSION as __version__
+from .tasks import Prediction
 
 #: Example images: CIFAR-10 test images, a changer pair and two photos (README.md inside says where from).
 EXAMPLES = Path(__file__).resolve().parent / "examples"

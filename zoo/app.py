@@ -37,6 +37,7 @@ from zoo.files import OFFSETS_FILE  # noqa: E402
 from zoo.geometry import pair_from_photo, warp_like_b  # noqa: E402
 from zoo.preprocess import load_image  # noqa: E402
 from zoo.runtime import create_session  # noqa: E402
+from zoo.tasks import CHANGE_DETECTION  # noqa: E402
 
 EXAMPLES = zoo.EXAMPLES
 MAX_FILE_SIZE = "10mb"
@@ -354,7 +355,7 @@ def build_demo() -> gr.Blocks:
                                 f"once models whose card has `extra.demo == \"{group}\"` are downloaded (`zoo download "
                                 "NAME`, or `zoo demo --download`) or exported (`python -m export NAME`).",
                                 elem_id=f"{group}-missing")
-                elif models[0].card.task == "change-detection":
+                elif models[0].task is CHANGE_DETECTION:
                     changer_tab(group, models[0])
                 else:
                     classification_tab(group, models)

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
 from .errors import ZooError
-from .model import Model, Prediction
+from .model import Model
+from .tasks import Prediction
 
 #: File suffixes a folder is searched for (a file or glob named explicitly is taken whatever its suffix).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})

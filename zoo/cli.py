@@ -14,7 +14,8 @@ from .batch import BatchError
 from .errors import ZooError
 from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
 from .options import add_demo_arguments, non_negative, positive
-from .model import Prediction, load, save_onnx
+from .model import load, save_onnx
+from .tasks import Prediction
 from . import hub, registry
 from .loopback import RAY_LOOPBACK_ENVIRONMENT, loopback
 from .registry import SUMMARY_HEADER, UNAVAILABLE, model_cards, model_summaries, models_root, unavailable_models

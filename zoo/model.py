@@ -7,9 +7,8 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -22,6 +21,7 @@ from .preprocess import ImageInput, fit_to_input, load_image, prepare
 from .registry import check_name, is_path, model_dir, model_folder
 from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
 from .runtime import checked_card, create_session
+from .tasks import TASKS, Prediction, task_of
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
@@ -35,89 +35,6 @@ VIEWS = "zoo:align-views"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """What a model says about one input: the top label, its probability, and every label's probability."""
-
-    label: str
-    score: float
-    probs: dict[str, float]
-    changes: dict[str, float] | None = None
-    params: dict[str, float] | None = None
-    #: The changer, refining (the default): whether `params` (and the label) come from aligning the views
-    #: directly (`zoo.align`); False where the alignment failed and the network's estimate stands.
-    #: None when no refinement was asked for.
-    refined: bool | None = None
-    #: The alignment's score of the `params` returned: the normalised cross-correlation of A and B aligned
-    #: by them, over their overlap (1 is a perfect fit). None when no refinement was asked for.
-    alignment_score: float | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"label": self.label, "score": self.score, "probs": self.probs}
-        if self.changes is not None:
-            out["changes"] = self.changes
-        if self.params is not None:
-            out["params"] = self.params
-        if self.refined is not None:
-            out["refined"] = self.refined
-        if self.alignment_score is not None:
-            out["alignment_score"] = self.alignment_score
-        return out
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def _classification(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
-    probs = softmax(outputs[card.outputs[0]].astype(np.float64))
-    return [_from_probs(card.labels, row) for row in probs]
-
-
-def _from_probs(labels: Sequence[str], row: np.ndarray, **details: dict[str, float]) -> Prediction:
-    best = int(np.argmax(row))
-    return Prediction(
-        label=labels[best],
-        score=float(row[best]),
-        probs={label: float(p) for label, p in zip(labels, row)},
-        **details,
-    )
-
-
-def _change_detection(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
-    class_probs, change_probs, params = (outputs[name].astype(np.float64) for name in card.outputs)
-    changes, names = card.changes, card.param_names
-    return [
-        _from_probs(card.labels, row, changes=dict(zip(changes, map(float, c))), params=dict(zip(names, map(float, p))))
-        for row, c, p in zip(class_probs, change_probs, params)
-    ]
-
-
-#: How each task turns the graph's outputs into Predictions; a new task adds one function here.
-POSTPROCESS: dict[str, Callable[[ModelCard, dict[str, np.ndarray]], list[Prediction]]] = {
-    "image-classification": _classification,
-    "change-detection": _change_detection,
-}
-#: Tasks whose predictions `zoo.align` refines (unless refine=False).
-REFINED_TASKS = ("change-detection",)
-
-
-def refined(card: ModelCard, prediction: Prediction, views: tuple[np.ndarray, np.ndarray]) -> Prediction:
-    """`prediction` with its parameters refined by aligning the views; the label follows the refined
-    parameters (`zoo.align.label_from_params`) and the score is the network's probability of that label.
-    Where the alignment fails or scores worse than the network's estimate, the network's estimate and label
-    stand (refined=False)."""
-    assert prediction.params is not None
-    fit = align.align(views[0], views[1], prediction.params)
-    if not fit.refined:
-        return replace(prediction, refined=False, alignment_score=fit.score)
-    label = align.label_from_params(fit.params, card.changes)
-    return replace(prediction, label=label, score=prediction.probs[label], params=fit.params, refined=True,
-                   alignment_score=fit.score)
-
-
 class Model:
     """A shipped model, loaded with its card, its files verified, on the chosen device."""
 
@@ -129,12 +46,13 @@ class Model:
         self.refine = refine
         self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
                                                    self.card.session_config, spinning)
-        if self.card.task not in POSTPROCESS:
+        task = task_of(self.card)
+        if task is None:
             raise ZooError(
                 f"model {name!r} has task {self.card.task!r}, which this version of zoo cannot run "
-                f"(known: {sorted(POSTPROCESS)}); upgrade zoo."
+                f"(known: {sorted(TASKS)}); upgrade zoo."
             )
-        self._postprocess = POSTPROCESS[self.card.task]
+        self.task = task
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._decode_seconds = float("inf")  # per item, as last measured: unknown until the first slice
@@ -185,10 +103,10 @@ class Model:
         if views is not None:
             feeds = {name: feed for name, feed in feeds.items() if name != VIEWS}
         outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), feeds)))
-        predictions = self._postprocess(self.card, outputs)
-        if views is None:
+        predictions = self.task.postprocess(self.card, outputs)
+        if views is None or self.task.refine is None:
             return predictions
-        return [prediction if pair is None else refined(self.card, prediction, pair)
+        return [prediction if pair is None else self.task.refine(self.card, prediction, pair)
                 for prediction, pair in zip(predictions, views)]
 
     def predict_each(self, items: Iterable[ImageInput | Sequence[ImageInput]],
@@ -246,7 +164,7 @@ class Model:
     def _prepare_item(self, item: ImageInput | Sequence[ImageInput], index: int,
                       refine: bool | None = None) -> dict[str, np.ndarray]:
         images = self._split(item, len(self.card.inputs), index)
-        if self.card.task not in REFINED_TASKS:
+        if self.task.refine is None:
             return {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
                     for spec, image in zip(self.card.inputs, images)}
         # As `prepare` does, keeping the decoded images for the alignment's working views.

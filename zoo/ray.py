@@ -25,18 +25,15 @@ from fastapi import FastAPI
 from ray import serve
 
 from .errors import ZooError
-from .model import REFINED_TASKS, Model, Prediction, load
+from .model import Model, load
 from .preprocess import ImageInput
 from .guard import allowed_hosts, check_binding
 from .loopback import loopback
 from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
 from .observe import Metrics
 from .serve import create_app, prepared, run_together, warm_up
+from .tasks import Prediction
 
-#: The columns a batch's images are read from, in the order they are looked for: `image` as
-#: `ray.data.read_images` makes it, `bytes` as `ray.data.read_binary_files` makes it; `a` and `b` for pairs.
-SINGLE_IMAGE_COLUMNS = ("image", "bytes")
-PAIR_COLUMNS = ("a", "b")
 #: The Ray Serve application `start` runs.
 APP_NAME = "zoo"
 
@@ -67,23 +64,26 @@ class Predictor:
             for key in names:
                 out[f"{prefix}_{key}"] = np.array(
                     [getattr(r, field)[key] if isinstance(r, Prediction) else np.nan for r in results])
-        if card.task in REFINED_TASKS and self.model.refine:
+        if self.model.task.refine is not None and self.model.refine:
             out["refined"] = np.array([bool(r.refined) if isinstance(r, Prediction) else False for r in results])
             out["alignment_score"] = np.array(
                 [r.alignment_score if isinstance(r, Prediction) else np.nan for r in results])
         return out
 
     def _items(self, batch: dict[str, np.ndarray]) -> list[ImageInput | tuple[ImageInput, ...]]:
-        if len(self.model.card.inputs) == 2:
-            if not set(PAIR_COLUMNS) <= set(batch):
-                raise ZooError(f"model {self.model.name!r} predicts pairs: give the batches columns "
-                               f"{PAIR_COLUMNS} (got {sorted(batch)}).")
-            return list(zip(*(list(batch[column]) for column in PAIR_COLUMNS)))
-        column = next((c for c in SINGLE_IMAGE_COLUMNS if c in batch), None)
-        if column is None:
-            raise ZooError(f"no image column in the batch (got {sorted(batch)}); give an 'image' column "
-                           "(ray.data.read_images) or a 'bytes' column (ray.data.read_binary_files).")
-        return list(batch[column])  # a stacked N x H x W x C column splits into its images
+        """The batch's inputs, from the columns the model's task reads them from (`zoo.tasks.Task.ray_columns`):
+        `image` (as `ray.data.read_images` makes it) or `bytes` (`ray.data.read_binary_files`) for one image,
+        `a` and `b` for the changer's pairs."""
+        columns = []
+        for choices in self.model.task.ray_columns:
+            column = next((c for c in choices if c in batch), None)
+            if column is None:
+                wanted = " and ".join(" or ".join(map(repr, c)) for c in self.model.task.ray_columns)
+                raise ZooError(f"model {self.model.name!r} reads its inputs from the columns {wanted} (e.g. 'image' "
+                               "from ray.data.read_images, 'bytes' from ray.data.read_binary_files); the batch "
+                               f"has {sorted(batch)}.")
+            columns.append(list(batch[column]))  # a stacked N x H x W x C column splits into its images
+        return columns[0] if len(columns) == 1 else list(zip(*columns))
 
 
 @serve.deployment

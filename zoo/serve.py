@@ -50,13 +50,14 @@ from .files import CARD_FILE, GRAPH_FILE
 from .guard import Guard, allowed_hosts, check_binding, timed_protocol
 from .limits import (BATCH_WAIT, FAILURE_MEMORY, INLINE_DECODE_PIXELS, MAX_BATCH, MAX_IMAGES, MAX_QUEUE,
                      MAX_REQUEST_PIXELS, READ_TIMEOUT, RETRY_AFTER)
-from .model import Model, Prediction, concatenated, load
+from .model import Model, concatenated, load
 from .observe import LOG, METRICS_MEDIA_TYPE, Metrics, Observe, configure_logging
 from .preprocess import MAX_PIXELS, ImageInput, claimed_pixels
 from .registry import (HOME_ENV, PACKAGE_MODELS, card_dir, card_or_error, index, list_models, models_root,
                        without_folder)
 from .release import VERSION
 from .runtime import checked_card, sha256_file
+from .tasks import Prediction, Task
 
 #: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
 API_PATHS = ("/v1/", "/docs", "/openapi.json", "/metrics")
@@ -398,7 +399,7 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     @app.post("/v1/models/{name}/predict", openapi_extra=PREDICT_OPENAPI)
     async def predict(name: str, request: Request) -> JSONResponse:
         model = await models_here.model(name)
-        items, refine = await request_items(request, len(model.card.inputs))
+        items, refine = await request_items(request, model.task)
         with models_here.admission(name):
             predictions = await models_here.predict(name, items, refine)
         return JSONResponse({"predictions": [p.to_dict() for p in predictions]})
@@ -421,14 +422,16 @@ def add_offline_docs(app: FastAPI) -> None:
                                    swagger_favicon_url="/docs/assets/favicon-32x32.png")
 
 
-async def request_items(request: Request, n_inputs: int) -> tuple[list[bytes | tuple[bytes, ...]], bool]:
-    """The request's images as zoo inputs and its `refine` field: a multipart form's `image` fields (or the
-    changer's `a` and `b`, paired in order), or a raw image body (one image)."""
+async def request_items(request: Request, task: Task) -> tuple[list[bytes | tuple[bytes, ...]], bool]:
+    """The request's images as zoo inputs and its `refine` field: a multipart form's fields named as the task
+    uploads its inputs (`image`; the changer's `a` and `b`, paired in order), or a raw image body (one image)."""
+    names = task.upload_fields
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     query_refine = request.query_params.get("refine", "true")
     if media_type.startswith(RAW_IMAGE_TYPES):
-        if n_inputs != 1:
-            raise HTTPException(415, "this model takes pairs: send them as multipart file fields 'a' and 'b'.")
+        if len(names) != 1:
+            raise HTTPException(415, f"this model takes {len(names)} images an input: send them as multipart file "
+                                     f"fields {' and '.join(map(repr, names))}.")
         body = await request.body()
         if not body:
             raise HTTPException(400, "the request's body is empty: send the image as the body.")
@@ -437,7 +440,6 @@ async def request_items(request: Request, n_inputs: int) -> tuple[list[bytes | t
         raise HTTPException(415, "send the image(s) as multipart/form-data file fields, or one image as the body "
                                  "with Content-Type image/... .")
     fields = multipart_fields(await request.body(), request.headers["content-type"])
-    names = ("image",) if n_inputs == 1 else ("a", "b")
     columns = []
     for field_name in names:
         uploads = fields.get(field_name, [])
@@ -452,7 +454,7 @@ async def request_items(request: Request, n_inputs: int) -> tuple[list[bytes | t
     if counts.pop() > MAX_IMAGES:
         raise HTTPException(413, f"at most {MAX_IMAGES} images (or pairs) per request.")
     refine = fields.get("refine", [(False, query_refine.encode())])[-1][1].decode("utf-8", "replace")
-    items = columns[0] if n_inputs == 1 else list(zip(*columns))
+    items = columns[0] if len(names) == 1 else list(zip(*columns))
     return items, yes_or_no(refine)
 
 

@@ -22,6 +22,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 import zoo
+from zoo.model import CHUNK
 from zoo.timing import cpu_name, interleaved
 from training.data import random_pick
 from training.labelled import TEST_PAIRS_SEED, recipe_inputs
@@ -63,7 +64,7 @@ def labelled_inputs(card: ModelCard, which: str, count: int | None, seed: int) -
     return dict(zip((spec.name for spec in card.inputs), inputs.inputs)), inputs.labels
 
 
-def batches(feeds: dict[str, np.ndarray], size: int = 64) -> Iterator[dict[str, np.ndarray]]:
+def batches(feeds: dict[str, np.ndarray], size: int = CHUNK) -> Iterator[dict[str, np.ndarray]]:
     count = len(next(iter(feeds.values())))
     for start in range(0, count, size):
         yield {name: array[start:start + size] for name, array in feeds.items()}

@@ -15,11 +15,12 @@ import onnx
 
 import zoo
 from zoo.files import GRAPH_FILE
+from zoo.model import CHUNK
 
 from .errors import ExportError
 
 #: The largest batch Triton's dynamic batcher forms: the batch zoo's own `predict_batch` runs.
-MAX_BATCH_SIZE = 64
+MAX_BATCH_SIZE = CHUNK
 #: How long the batcher waits to fill a batch; a millisecond costs little beside a ResNet-50's run.
 MAX_QUEUE_DELAY_US = 1000
 VERSION = "1"

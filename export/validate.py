@@ -12,6 +12,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from zoo.files import TEST_VECTORS
+from zoo.model import CHUNK
 
 from .errors import ExportError
 
@@ -31,7 +32,7 @@ class Parity:
 
 
 def check_parity(onnx_path: Path, model: nn.Module, feeds: dict[str, np.ndarray], tolerance: float,
-                 batch_size: int = 64) -> Parity:
+                 batch_size: int = CHUNK) -> Parity:
     """Run onnxruntime (CPU) and PyTorch (fp32) on the same feeds; raise unless they agree within `tolerance`."""
     onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -91,7 +91,7 @@ def test_the_runtimes_errors_are_zoo_errors_and_the_build_tools_are_not():
 SHARED_CONSTANTS = ("IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD",
                     "MAX_INT8_ACCURACY_LOSS", "TEST_PAIRS_SEED", "OPTIMIZER_PREFIX", "DEVICES", "MAX_IMAGES", "MAX_BATCH",
                     "BATCH_WAIT", "MAX_QUEUE", "MAX_REQUEST_BYTES", "READ_TIMEOUT", "API_KEY_ENV", "LOOPBACK_HOSTS",
-                    "RAY_LOOPBACK_ENVIRONMENT", "MAX_PIXELS", "MAX_FILE_BYTES", "BATCH")
+                    "RAY_LOOPBACK_ENVIRONMENT", "MAX_PIXELS", "MAX_FILE_BYTES", "BATCH", "CHUNK", "MAX_BATCH_SIZE")
 #: Of those, the ones whose value is distinctive enough that it should appear as a literal nowhere else.
 DISTINCT_VALUES = ("IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD",
                    "TEST_PAIRS_SEED", "OPTIMIZER_PREFIX")

@@ -144,3 +144,19 @@ def test_wrong_number_of_images_is_an_error(cifar_images):
     model = zoo.load(SHIPPED[0], device="cpu")
     with pytest.raises(zoo.ImageError, match="takes 1 image"):
         model.predict(cifar_images[0], cifar_images[1])
+
+
+def test_a_model_closes_its_threads_and_session():
+    import threading
+
+    image = zoo.EXAMPLES / "cifar10" / "cat.jpg"
+    with zoo.load(SHIPPED[0], device="cpu") as model:
+        expected = model.predict(image)
+        assert model.predict_batch([image] * 3) == [expected] * 3
+        prefix = f"zoo-decode-{model.name}"
+        assert any(thread.name.startswith(prefix) for thread in threading.enumerate())
+    assert not any(thread.name.startswith(prefix) for thread in threading.enumerate())
+    for call in (lambda: model.predict(image), lambda: model.predict_batch([image])):
+        with pytest.raises(zoo.ZooError, match="was closed"):
+            call()
+    model.close()  # twice: harmless

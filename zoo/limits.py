@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 
+from .model import CHUNK
+
 #: The most images (or the changer's pairs) one request may carry.
 MAX_IMAGES = 64
 #: The most images one onnxruntime run takes (`--max-batch`): requests are gathered up to it (a request with more
-#: runs alone).
-MAX_BATCH = 64
+#: runs alone). By default the batch `predict_batch` runs.
+MAX_BATCH = CHUNK
 #: How long a batch waits for requests still decoding before it runs (`--batch-wait-ms`): a few milliseconds
 #: against tens per ResNet-50 run.
 BATCH_WAIT = 0.004

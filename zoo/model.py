@@ -8,7 +8,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -23,6 +23,9 @@ from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
 from .runtime import checked_card, create_session
 from .tasks import TASKS, Prediction, task_of
 
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
 #: Threads that decode and resize the next chunk's images while the session runs the current one (Pillow
@@ -36,7 +39,9 @@ T = TypeVar("T")
 
 
 class Model:
-    """A shipped model, loaded with its card, its files verified, on the chosen device."""
+    """A shipped model, loaded with its card, its files verified, on the chosen device.
+
+    `close()` (or `with zoo.load(...) as model:`) stops its decoding threads and releases its session."""
 
     def __init__(self, name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
                  registry_only: bool = False, refine: bool = True) -> None:
@@ -55,6 +60,7 @@ class Model:
         self.task = task
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._closed = False
         self._decode_seconds = float("inf")  # per item, as last measured: unknown until the first slice
 
     @property
@@ -67,6 +73,26 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, task={self.card.task!r}, device={self.device!r})"
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the decoding threads (waiting for those at work) and release the onnxruntime session; the model
+        predicts nothing afterwards. Closing twice is harmless."""
+        with self._pool_lock:
+            pool, self._pool, self._closed = self._pool, None, True
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.session = None
+
+    def _open_session(self) -> ort.InferenceSession:
+        if self.session is None:
+            raise ZooError(f"model {self.name!r} was closed; load it again with zoo.load({self.name!r}).")
+        return self.session
 
     def predict(self, *images: ImageInput, refine: bool | None = None) -> Prediction:
         """Predict one input: one image, or as many images as the model has inputs (the changer: two).
@@ -102,7 +128,7 @@ class Model:
         views = feeds.get(VIEWS)
         if views is not None:
             feeds = {name: feed for name, feed in feeds.items() if name != VIEWS}
-        outputs = dict(zip(self.card.outputs, self.session.run(list(self.card.outputs), feeds)))
+        outputs = dict(zip(self.card.outputs, self._open_session().run(list(self.card.outputs), feeds)))
         predictions = self.task.postprocess(self.card, outputs)
         if views is None or self.task.refine is None:
             return predictions
@@ -145,6 +171,8 @@ class Model:
 
     def _decoder_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:
+            if self._closed:
+                raise ZooError(f"model {self.name!r} was closed; load it again with zoo.load({self.name!r}).")
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix=f"zoo-decode-{self.name}")
             return self._pool

@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from .model import CHUNK
+
 if TYPE_CHECKING:
     from zoo.card import ModelCard
 
 #: A function that runs one batch of feeds (graph input name -> uint8 NHWC array) to completion.
 Runner = Callable[[dict[str, np.ndarray]], Any]
-#: The batch size of the throughput figures.
-BATCH = 64
+#: The batch size of the throughput figures: the one `predict_batch` runs.
+BATCH = CHUNK
 
 
 def time_calls(run: Runner, feeds: dict[str, np.ndarray], iterations: int, warmup: int = 2) -> np.ndarray:

@@ -1,11 +1,15 @@
-"""python -m bench.changer --data DIR [--pairs N] [--large N] [--json FILE]: the changer's network alone against its
-estimate refined by aligning the views (`zoo.align`), on the same held-out test pairs, in one run.
+"""python -m bench.changer --data DIR [--pairs N] [--large N] [--json FILE] [--split test|val] [--seed N]
+[--min-texture T]: the changer's network alone against its estimate refined by aligning the views (`zoo.align`), on
+the same held-out test pairs, in one run.
 
 The pairs are the project's test pairs: training/pairs.py's generator (all 8 classes, brightness/contrast
 jitter, noise and JPEG re-encoding on B) over CIFAR-10's test split and the Caltech-101 subset's test
 bucket, half from each, seeded as training/train_changer.py seeds its test pairs. Reported for both: median
 and p90 of the angle error (degrees), the shift error (fraction of the side) and |log scale| error (over the pairs
-where that change is present, as the card's test metrics; also over all pairs), label accuracy overall and per class, and the cost per pair (64×64 pairs, and 12-megapixel JPEG pairs).
+where that change is present, as the card's test metrics; also over all pairs), label accuracy overall, per class
+and where the alignment held or not, and the cost per pair (64×64 pairs, and 12-megapixel JPEG pairs, whose median
+errors against their known change are reported too). `--split val` (with its own `--seed`) runs on pairs from the
+validation sources instead, for choosing settings such as `--min-texture` without the test pairs.
 """
 from __future__ import annotations
 

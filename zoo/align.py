@@ -303,8 +303,9 @@ def _warped_a(a: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def _starts(view_a: np.ndarray, view_b: np.ndarray, start: np.ndarray) -> list[np.ndarray]:
-    """Other starts than the given estimate: its rotation and scale with the shift phase correlation finds
-    (where its scale is plausible), and that shift alone."""
+    """Other starts than the given estimate: its rotation and scale (where its scale is plausible) with the
+    shift phase correlation finds between A so turned and B, and no rotation or scale with the shift it finds
+    between A and B."""
     out = []
     if SCALE_BOUNDS[0] <= math.hypot(start[0], start[1]) <= SCALE_BOUNDS[1]:
         out.append(np.array([start[0], start[1], *_translation(_warped_a(view_a, start), view_b)]))
@@ -315,7 +316,7 @@ def _starts(view_a: np.ndarray, view_b: np.ndarray, start: np.ndarray) -> list[n
 def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float]) -> Alignment:
     """Refine `params` (shift_x, shift_y, angle, scale, the changer's convention) on two square grey views
     of the same side (`working_views`). Returns the refined parameters, or `params` unchanged where the fit
-    fails, scores worse or is not determined by the views (see the module's docstring).
+    fails, scores worse or rests on an overlap flatter than MIN_TEXTURE (see the module's docstring).
 
     The fit starts from `params`. Where that does not reach GOOD_SCORE, other starts (`_starts`) are fitted
     through the coarse levels, and the one that scores best there is fitted at the finest level too."""

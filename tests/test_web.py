@@ -409,6 +409,30 @@ def test_page_reads_large_jpegs_as_zoo(page, server, data_folder):
             assert figures["max_prob_gap"] <= PROB_GAP, f"{name}: probabilities differ by {figures['max_prob_gap']:.3f}"
 
 
+def test_predict_takes_a_url_a_blob_and_an_image_bitmap(page, server, data_folder):
+    """window.zoo.predict's three kinds of image give zoo's prediction; a wrong call says what is wrong."""
+    path = "made/exif-6.jpg"
+    expected = zoo.load("cnn", device="cpu").predict(data_folder / path)
+    got = call(page, """
+        const url = args[0] + '/data/' + args[1];
+        const blob = await (await fetch(url)).blob();
+        const bitmap = await createImageBitmap(blob);
+        const out = [];
+        for (const image of [url, blob, bitmap]) out.push(await zoo.predict('cnn', image));
+        const refusals = [];
+        for (const call of [() => zoo.predict('no-such-model', url), () => zoo.predict('changer', url), () => zoo.predict('cnn', 42)]) {
+          try { await call(); refusals.push(null); } catch (error) { refusals.push(String(error.message || error)); }
+        }
+        return {out, refusals};""", server, path)
+    for prediction in got["out"]:
+        assert prediction["label"] == expected.label
+        assert max(abs(prediction["probs"][k] - v) for k, v in expected.probs.items()) <= PROB_GAP
+    unknown, count, kind = got["refusals"]
+    assert unknown and "no-such-model" in unknown and "cnn" in unknown, unknown
+    assert count and "takes 2 images" in count, count
+    assert kind and "URL, a Blob" in kind, kind
+
+
 #: Each tab after a prediction: (tab, the file inputs and the images they get, the models picked).
 TABS = [
     ("carplane", {"carplane-image-file": "cifar10/airplane.jpg"}, ["carplane-joint", "carplane-joint-int8", "carplane-linear",
@@ -519,44 +543,6 @@ def test_nothing_but_the_serving_address(page, server):
     assert not elsewhere, f"the page asked for {elsewhere}"
 
 
-def test_page_works_offline_once_loaded(page, server, data_folder):
-    """With the server gone, the page reloads from the browser and predicts with a model it loaded before.
-    (It stops the server: the last test that needs it.)"""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    server_stop()
-    page.get(server + "/")
-    try:
-        WebDriverWait(page, 60).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
-    except Exception:
-        print(page.page_source[:3000]); print(page.get_log("browser")); raise
-    assert not page.execute_script("return window.zooError")
-    image = base64.b64encode((zoo.EXAMPLES / "cifar10" / "ship.jpg").read_bytes()).decode()
-    got = call(page, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
-        const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
-        const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
-    assert got == {"label": zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "ship.jpg").label, "from": "cache"}
-
-
-def _cpu() -> str:
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{names[0]} ({len(names)} cores)" if names else "this CPU"
-
-
-def test_runtimes_doc_shows_the_saved_figures():
-    """docs/runtimes.md shows the figures of docs/web-chromium.json as export.web.figures_table prints them."""
-    from export.web import figures_table
-
-    report = json.loads((ROOT / "docs" / "web-chromium.json").read_text())
-    assert set(zoo.list()) <= set(report), "docs/web-chromium.json lacks a model: run the browser tests again"
-    assert figures_table(report) in (ROOT / "docs" / "runtimes.md").read_text(), (
-        "docs/runtimes.md differs from export.web.figures_table(docs/web-chromium.json)")
-
-
 #: Chromium's software WebGPU (SwiftShader): an adapter on a machine without a GPU, to run the page's WebGPU build.
 SOFTWARE_WEBGPU = ("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
                    "--use-webgpu-adapter=swiftshader", "--enable-unsafe-swiftshader")
@@ -603,6 +589,44 @@ def test_webgpu_build_runs_the_vectors(server):
             assert gap <= card.tolerance, f"{name} on {got['provider']}: probabilities differ by {gap:.2e}"
     finally:
         driver.quit()
+
+
+def test_page_works_offline_once_loaded(page, server, data_folder):
+    """With the server gone, the page reloads from the browser and predicts with a model it loaded before.
+    (It stops the server: the last test that needs it.)"""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server_stop()
+    page.get(server + "/")
+    try:
+        WebDriverWait(page, 60).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
+    except Exception:
+        print(page.page_source[:3000]); print(page.get_log("browser")); raise
+    assert not page.execute_script("return window.zooError")
+    image = base64.b64encode((zoo.EXAMPLES / "cifar10" / "ship.jpg").read_bytes()).decode()
+    got = call(page, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
+        const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
+        const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
+    assert got == {"label": zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "ship.jpg").label, "from": "cache"}
+
+
+def _cpu() -> str:
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0]} ({len(names)} cores)" if names else "this CPU"
+
+
+def test_runtimes_doc_shows_the_saved_figures():
+    """docs/runtimes.md shows the figures of docs/web-chromium.json as export.web.figures_table prints them."""
+    from export.web import figures_table
+
+    report = json.loads((ROOT / "docs" / "web-chromium.json").read_text())
+    assert set(zoo.list()) <= set(report), "docs/web-chromium.json lacks a model: run the browser tests again"
+    assert figures_table(report) in (ROOT / "docs" / "runtimes.md").read_text(), (
+        "docs/runtimes.md differs from export.web.figures_table(docs/web-chromium.json)")
 
 
 def test_report(tmp_path_factory):

@@ -25,7 +25,8 @@ import zoo
 from zoo.model import CHUNK
 from zoo.timing import cpu_name, interleaved
 from training.data import random_pick
-from training.labelled import TEST_PAIRS_SEED, recipe_inputs
+from training.labelled import TEST_PAIRS_SEED
+from training.tasks import recipe_inputs
 from training.recipes import Recipe
 from zoo.card import ModelCard
 from zoo.registry import PACKAGE_MODELS, model_dir

@@ -73,7 +73,6 @@ def robustness_table() -> str:
     return "\n".join(rows)
 
 
-
 def backbone_note(backbone: dict) -> str:
     """Where a model's pretrained backbone came from, in words: never claims ImageNet unless it was."""
     if backbone.get("source") == "imagenet":
@@ -82,48 +81,6 @@ def backbone_note(backbone: dict) -> str:
     return (f"`{backbone.get('name')}` ({backbone.get('source')}), trained from scratch in this project on "
             f"{backbone.get('trained_on')} ({classes}); test accuracy {_pct(backbone.get('test_accuracy'))} there. "
             "No ImageNet weights.")
-
-
-#: The README's example, per task: plain onnxruntime + Pillow + numpy on the file `zoo export-onnx` writes.
-EXAMPLE_CODE = {
-    "image-classification": """\
-import json
-
-import numpy as np
-import onnxruntime as ort
-from PIL import Image, ImageOps
-
-session = ort.InferenceSession("{file}")
-labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
-image = ImageOps.exif_transpose(Image.open("photo.jpg")).convert("RGB")
-image = ImageOps.fit(image, ({width}, {height}), method=Image.Resampling.BILINEAR)  # cover, then cut the centre
-logits = session.run(None, {{"{input}": np.asarray(image, dtype=np.uint8)[None]}})[0]
-probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-probs /= probs.sum(axis=1, keepdims=True)
-print(labels[int(probs[0].argmax())], float(probs[0].max()))
-""",
-    "change-detection": """\
-import json
-
-import numpy as np
-import onnxruntime as ort
-from PIL import Image, ImageOps
-
-
-def model_input(path):
-    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
-    image = ImageOps.fit(image, ({width}, {height}), method=Image.Resampling.BILINEAR)  # cover, then cut the centre
-    return np.asarray(image, dtype=np.uint8)[None]
-
-
-session = ort.InferenceSession("{file}")
-labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
-class_probs, change_probs, params = session.run(None, {{"{input}": model_input("a.jpg"), "{input_b}": model_input("b.jpg")}})
-print(labels[int(class_probs[0].argmax())], float(class_probs[0].max()))
-print(dict(zip({changes}, change_probs[0].tolist())))
-print(dict(zip({params}, params[0].tolist())))
-""",
-}
 
 
 def weight_files_text(card: zoo.ModelCard, plain: bool = False) -> str:
@@ -183,17 +140,6 @@ def refinement_lines(r: dict) -> list[str]:
     return lines
 
 
-CHANGER_REFINEMENT_NOTE = (
-    "The graph gives the network's estimate. `zoo.load(\"changer\").predict` refines it by default, as "
-    "post-processing outside the graph: `zoo.align.refine_pair(a, b, params)` (or `zoo.align.align` on the two "
-    "views' grey levels) fits the four parameters again by aligning the two views directly (Gauss–Newton, coarse "
-    "to fine, gain and offset fitted alongside) from the network's `params`, and returns the network's estimate "
-    "where the fit fails or scores worse. `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
-    "zoo's label then follows the refined parameters (`zoo.align.label_from_params`: a change is present when "
-    "|t| > 0.05 of the side, |θ| > 7.5° or |log s| > log(1.2)/2, half the smallest change the pairs were made "
-    "with), and `changes` stay the network's probabilities.")
-
-
 def without_zoo(card: zoo.ModelCard) -> list[str]:
     """The README section "Use it without zoo": the self-contained file, its input, output and an example."""
     spec = card.inputs[0]
@@ -222,12 +168,12 @@ def without_zoo(card: zoo.ModelCard) -> list[str]:
               f"- outputs: {TASKS[card.task].outputs_note}",
               f"- labels, in the order of the scores: {', '.join(card.labels)}.", "",
               "```python",
-              EXAMPLE_CODE[card.task].format(file=file, width=spec.width, height=spec.height, input=spec.name,
+              TASKS[card.task].onnx_example.format(file=file, width=spec.width, height=spec.height, input=spec.name,
                                              input_b=card.inputs[-1].name, changes=json.dumps(list(card.changes)),
                                              params=json.dumps(list(card.param_names))).rstrip(),
               "```", ""]
-    if card.task == "change-detection":
-        lines += [CHANGER_REFINEMENT_NOTE, ""]
+    if TASKS[card.task].refinement_note:
+        lines += [TASKS[card.task].refinement_note, ""]
     return lines
 
 

@@ -6,12 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .recipes import RECIPES
-from .train import train
+from .tasks import TRAINING_TASKS
 from .train_carplane import train_carplane
-from .train_changer import train_changer
-
-#: The loop each task trains with; the car/plane variants (recipes with a method) have their own.
-LOOPS = {"image-classification": train, "change-detection": train_changer}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         if recipe.method:
             run_dir = train_carplane(replace(recipe, **overrides), backbone=args.backbone, **options)
         else:
-            run_dir = LOOPS[recipe.task](replace(recipe, **overrides), **options)
+            run_dir = TRAINING_TASKS[recipe.task].loop(replace(recipe, **overrides), **options)
         print(f"{name}: wrote {run_dir}")
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .changer_data import mixed_pairs, source_images, source_sets
 from .data import Split, load_split
 from .recipes import Recipe
 
@@ -28,17 +27,6 @@ class LabelledInputs:
 
     def subset(self, keep: np.ndarray) -> "LabelledInputs":
         return LabelledInputs(tuple(np.ascontiguousarray(array[keep]) for array in self.inputs), self.labels[keep])
-
-
-def recipe_inputs(recipe: Recipe, split: str, pairs: int, seed: int) -> LabelledInputs:
-    """Split `split` of the recipe's data at its input size: a classifier's whole split (restricted to the
-    classes it trained on), or `pairs` change-detection pairs generated from that split's sources with `seed`."""
-    size = recipe.input_size
-    if recipe.task == "change-detection":
-        generated = mixed_pairs(source_images(source_sets(recipe.data, split)), pairs, size, seed)
-        return LabelledInputs((generated.a, generated.b), generated.labels)
-    images = classifier_split(recipe, split)
-    return LabelledInputs((images.images,), images.labels)
 
 
 def classifier_split(recipe: Recipe, split: str) -> Split:

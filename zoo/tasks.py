@@ -108,8 +108,13 @@ class Task:
     #: The README's words for the graph's outputs, and for their postprocessing and what zoo returns.
     outputs_note: str
     postprocessing_note: str
-    #: `zoo.align`'s refinement of a prediction from the two decoded views (None: not refined).
+    #: The README's example of running the graph without zoo (plain onnxruntime, Pillow, numpy on the file
+    #: `zoo export-onnx` writes): a format string of file, width, height, input, input_b, changes, params.
+    onnx_example: str
+    #: `zoo.align`'s refinement of a prediction from the two decoded views (None: not refined), and the README's
+    #: words for it.
     refine: Refine | None = None
+    refinement_note: str = ""
 
 
 CLASSIFICATION = Task(
@@ -123,6 +128,22 @@ CLASSIFICATION = Task(
     outputs_note="`logits` (N, classes), float32.",
     postprocessing_note="Postprocessing: softmax over classes; zoo returns the top label, its probability and "
                         "every label's probability.",
+    onnx_example="""\
+import json
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+session = ort.InferenceSession("{file}")
+labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
+image = ImageOps.exif_transpose(Image.open("photo.jpg")).convert("RGB")
+image = ImageOps.fit(image, ({width}, {height}), method=Image.Resampling.BILINEAR)  # cover, then cut the centre
+logits = session.run(None, {{"{input}": np.asarray(image, dtype=np.uint8)[None]}})[0]
+probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+probs /= probs.sum(axis=1, keepdims=True)
+print(labels[int(probs[0].argmax())], float(probs[0].max()))
+""",
 )
 
 CHANGE_DETECTION = Task(
@@ -138,7 +159,37 @@ CHANGE_DETECTION = Task(
                  "shift_x, shift_y (fractions of the view's side), angle (degrees, counterclockwise on screen), "
                  "scale.",
     postprocessing_note="zoo returns them as `probs`, `changes` and `params`.",
+    onnx_example="""\
+import json
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, ImageOps
+
+
+def model_input(path):
+    image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    image = ImageOps.fit(image, ({width}, {height}), method=Image.Resampling.BILINEAR)  # cover, then cut the centre
+    return np.asarray(image, dtype=np.uint8)[None]
+
+
+session = ort.InferenceSession("{file}")
+labels = json.loads(session.get_modelmeta().custom_metadata_map["labels"])
+class_probs, change_probs, params = session.run(None, {{"{input}": model_input("a.jpg"), "{input_b}": model_input("b.jpg")}})
+print(labels[int(class_probs[0].argmax())], float(class_probs[0].max()))
+print(dict(zip({changes}, change_probs[0].tolist())))
+print(dict(zip({params}, params[0].tolist())))
+""",
     refine=_refined_change,
+    refinement_note=(
+        "The graph gives the network's estimate. `zoo.load(\"changer\").predict` refines it by default, as "
+        "post-processing outside the graph: `zoo.align.refine_pair(a, b, params)` (or `zoo.align.align` on the two "
+        "views' grey levels) fits the four parameters again by aligning the two views directly (Gauss–Newton, coarse "
+        "to fine, gain and offset fitted alongside) from the network's `params`, and returns the network's estimate "
+        "where the fit fails or scores worse. `zoo/align.py` needs only numpy and Pillow: call it, or copy it. "
+        "zoo's label then follows the refined parameters (`zoo.align.label_from_params`: a change is present when "
+        "|t| > 0.05 of the side, |θ| > 7.5° or |log s| > log(1.2)/2, half the smallest change the pairs were made "
+        "with), and `changes` stay the network's probabilities."),
 )
 
 #: Every task zoo can run, by the name cards give it.

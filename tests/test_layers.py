@@ -141,3 +141,12 @@ def test_a_distinctive_value_is_written_once():
                     if value == expected and type(value) is type(expected):
                         copies[name].append(module)
     assert {name: found for name, found in copies.items() if len(found) != 1} == {}
+
+
+def test_every_task_has_a_runtime_side_and_a_training_side():
+    from training.tasks import TRAINING_TASKS
+    from zoo.tasks import TASKS
+
+    assert set(TASKS) == set(TRAINING_TASKS)
+    for task in TASKS.values():
+        assert len(task.upload_fields) == len(task.ray_columns) == len(task.inputs), task.name

@@ -168,4 +168,10 @@ def figures_table(report: dict[str, object]) -> str:
                      f"{figures['vector_gap']:.1e} | {images['agreement']:.1%} of {images['images']} | "
                      f"{images['max_prob_gap']:.1e} | {images['inputs_pixel_exact']:.1%} | "
                      f"{images['runtime_max_prob_gap']:.1e} | {large['max_prob_gap']:.1e} |")
+    webgpu = [(name, f["webgpu_swiftshader"]) for name, f in report.items()
+              if isinstance(f, dict) and "webgpu_swiftshader" in f]
+    if webgpu:
+        lines += ["", "On WebGPU (Chromium's SwiftShader adapter: software, so no speed figures): " + "; ".join(
+            f"`{name}` on {w['provider'].upper()}, test vectors within {w['vector_gap']:.1e}"
+            + (f" (WebGPU refused: {w['rejected']})" if w["rejected"] else "") for name, w in webgpu) + "."]
     return "\n".join(lines) + "\n"

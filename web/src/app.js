@@ -22,7 +22,13 @@ const pct = (p) => `${(100 * p).toFixed(1)}%`;
 /** Service worker first: it makes the page cross-origin isolated (threads) and keeps it for offline use. */
 async function isolate() {
   if (!('serviceWorker' in navigator) || !window.isSecureContext) return;
-  const registration = await navigator.serviceWorker.register('sw.js');
+  let registration;
+  try {
+    registration = await navigator.serviceWorker.register('sw.js');
+  } catch (error) { // offline with the worker already installed, or a browser that refuses it: go on without
+    console.warn(`the service worker could not be registered (${error.message || error})`);
+    return;
+  }
   if (!self.crossOriginIsolated && !sessionStorage.getItem('zoo-reloaded')) {
     await navigator.serviceWorker.ready;
     if (registration.active) {
@@ -113,6 +119,28 @@ function modelCard(model) {
   return { card, check, result, model };
 }
 
+/** A warped by the estimated change (zoo.geometry.warp_like_b), beside B: where they agree, the estimate holds. */
+async function warpedStrip(a, b, params) {
+  const size = 192;
+  const views = [];
+  for (const image of [a, b]) {
+    const decoded = await zoo.decode(image);
+    views.push(zoo.preprocess.fitToInput(decoded.rgb, decoded.width, decoded.height, size, size));
+  }
+  const warped = zoo.preprocess.viewFrom(views[0], size, size, [size / 2, size / 2], size, size,
+    { shiftX: params.shift_x, shiftY: params.shift_y, angle: params.angle, scale: params.scale });
+  const strip = $('div', { class: 'strip' });
+  for (const [rgb, caption] of [[warped, 'A, warped by the estimate'], [views[1], 'B']]) {
+    const c = document.createElement('canvas');
+    c.width = c.height = size;
+    const rgba = new Uint8ClampedArray(size * size * 4);
+    for (let i = 0; i < size * size; i++) { rgba.set(rgb.subarray(3 * i, 3 * i + 3), 4 * i); rgba[4 * i + 3] = 255; }
+    c.getContext('2d').putImageData(new ImageData(rgba, size, size), 0, 0);
+    strip.append($('figure', {}, c, $('figcaption', {}, caption)));
+  }
+  return strip;
+}
+
 function showPrediction(target, p) {
   const parts = [$('div', { class: 'label' }, p.label), ...bars(p.probs)];
   if (p.changes) {
@@ -129,7 +157,11 @@ async function runAll(cards, images) {
   const chosen = cards.filter((c) => c.check.checked);
   if (!chosen.length) { cards[0].check.checked = true; chosen.push(cards[0]); }
   for (const c of chosen) {
-    try { showPrediction(c.result, await zoo.predict(c.model.name, ...images)); } catch (error) {
+    try {
+      const p = await zoo.predict(c.model.name, ...images);
+      showPrediction(c.result, p);
+      if (p.params) c.result.append(await warpedStrip(images[0], images[1], p.params));
+    } catch (error) {
       c.result.replaceChildren($('span', { class: 'error' }, String(error.message || error)));
     }
   }

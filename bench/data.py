@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from PIL import Image
 
@@ -13,6 +13,7 @@ from training.data import HASH_SPLITS, hash_bucket
 
 if TYPE_CHECKING:
     from training.recipes import Recipe
+    from zoo.card import ModelCard
 
 #: The environment variable `--data` defaults to.
 DATA_ENVIRONMENT_VARIABLE = "ZOO_DATA"
@@ -81,3 +82,19 @@ def twelve_megapixel_set(data: Path, out: Path, count: int) -> list[Path]:
             os.replace(partial, target)
         large.append(target)
     return large
+
+
+Item = Any  # a file path, or a tuple of paths for a model with several inputs
+
+
+def items_for(card: ModelCard, files: Sequence[Path]) -> list[Item]:
+    """What the model predicts from `files`: each file, or for a two-input model each file paired with the next."""
+    paths = [str(path) for path in files]
+    if len(card.inputs) == 1:
+        return paths
+    return [tuple(paths[(index + k) % len(paths)] for k in range(len(card.inputs))) for index in range(len(paths))]
+
+
+def arguments(item: Item) -> tuple[Any, ...]:
+    """`item` as the arguments of `Model.predict`."""
+    return item if isinstance(item, tuple) else (item,)

@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 from bench.data import CALTECH_SUBSET, caltech_test_bucket, spread, twelve_megapixel_set
-from bench.scale import items_for, main, scaling_goals
+from bench.data import items_for
+from bench.decoding import scaling_goals
+from bench.scale import main
 from bench.tables import decode_table, ray_table, serving_table
 from conftest import CIFAR
 from training.data import hash_bucket

@@ -162,3 +162,20 @@ def test_the_card_records_the_committed_evaluation_and_it_meets_the_precision_go
         assert refined[f"p90_{key}_error"] < network[f"p90_{key}_error"]
     assert refined["label_accuracy"] > network["label_accuracy"]
     assert refined["worst_class_accuracy"] >= 0.98
+
+
+def test_the_refined_label_follows_the_refined_params_not_the_networks_label(model):
+    """Where the alignment holds, the label is read from the refined parameters, whatever the network said."""
+    from dataclasses import replace
+
+    from zoo.tasks import CHANGE_DETECTION
+
+    truth = CHANGES[0]  # shift and rotation: displacement+rotation
+    a, b = pair_from_photo(PHOTO, 64, **truth)
+    network = model.predict(a, b, refine=False)
+    wrong = next(label for label in model.labels if label != align.label_from_params(truth))
+    misled = replace(network, label=wrong, score=network.probs[wrong])
+    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
+    refined = CHANGE_DETECTION.refine(model.card, misled, views)
+    assert refined.refined is True and refined.label == align.label_from_params(truth) != wrong
+    assert refined.score == network.probs[refined.label]

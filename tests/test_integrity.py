@@ -229,3 +229,23 @@ def test_a_model_folder_of_your_own_loads_with_the_same_checks(tmp_path):
     (folder / "model.safetensors").write_bytes(b"")
     with pytest.raises(zoo.ModelFileError, match="model.safetensors"):
         zoo.load(folder)
+
+
+@pytest.mark.parametrize("key, edit", [("labels", lambda labels: json.dumps(list(reversed(json.loads(labels))))),
+                                       ("name", lambda name: name + "-other")])
+def test_a_card_that_disagrees_with_the_graphs_declarations_is_refused(home, no_session, key, edit):
+    """A graph without the card's digest (an older export, or a folder of your own) is still checked against the
+    card: its name, task, version, labels and input size as export wrote them into metadata_props."""
+    folder = _private_copy("cnn", home, STAMPED_FILES)
+    onnx_path = folder / "model.onnx"
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    kept = [entry for entry in graph.metadata_props if entry.key != CARD_DIGEST_KEY]
+    del graph.metadata_props[:]
+    for entry in kept:
+        graph.metadata_props.add(key=entry.key, value=edit(entry.value) if entry.key == key else entry.value)
+    onnx.save(graph, str(onnx_path))
+    card = zoo.ModelCard.read(folder)
+    files = {**card.files, "model.onnx": {"sha256": sha256_file(onnx_path), "bytes": onnx_path.stat().st_size}}
+    zoo.ModelCard.from_dict({**card.to_dict(), "files": files}).write(folder)
+    with pytest.raises(zoo.ModelFileError, match=f"says {key} .* but model.onnx was exported with"):
+        zoo.load("cnn")

@@ -111,11 +111,16 @@ def _photo(width: int = 1200, height: int = 900) -> Image.Image:
 
 
 @pytest.mark.parametrize("fit", [None, (32, 32), (64, 64)])
-def test_a_cifar_thumbnail_claiming_7000x7000_is_refused(fit, tmp_path):
+def test_a_cifar_thumbnail_claiming_7000x7000_is_refused_before_it_is_decoded(fit, tmp_path, monkeypatch):
     thumbnail = (EXAMPLES / "cifar10" / "horse.jpg").read_bytes()
     assert Image.open(io.BytesIO(thumbnail)).size == (32, 32)
     lying = tmp_path / "claims.jpg"
     lying.write_bytes(_claiming(thumbnail, 7000, 7000))
+
+    def decoded(*_: object, **__: object) -> None:
+        raise AssertionError("a header that lies by millions of pixels was decoded before it was refused")
+
+    monkeypatch.setattr(zoo.preprocess, "_decoded_rgb", decoded)
     for given in (lying, lying.read_bytes()):
         with pytest.raises(zoo.ImageError, match="damaged or truncated: its data does not match its header"):
             load_image(given, fit)

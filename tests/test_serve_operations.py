@@ -211,13 +211,18 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_rest_are_right(narrow
 
 
 def test_max_batch_caps_every_onnxruntime_run(tmp_path):
+    """Single pairs, and requests of three images that two at a time would pass the cap: no run over 4."""
     for url in start("--max-batch", "4", "--batch-wait-ms", "50", log=tmp_path / "log"):
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(lambda k: httpx.post(f"{url}/v1/models/changer/predict", timeout=60,
                                                           files=files("a", PAIR[:1]) + files("b", PAIR[1:])
                                                           ).status_code, range(16)))
+            statuses += list(pool.map(lambda k: httpx.post(f"{url}/v1/models/cnn/predict", timeout=60,
+                                                           files=files("image", EXAMPLES[:3])).status_code, range(12)))
         samples = metric_samples(httpx.get(f"{url}/metrics").text)
-    assert statuses == [200] * 16
+    assert statuses == [200] * 28
+    cnn_runs = samples[("zoo_batch_images_count", (("model", "cnn"),))]
+    assert samples[("zoo_batch_images_bucket", (("le", "4.0"), ("model", "cnn")))] == cnn_runs == 12
     runs = samples[("zoo_batch_images_count", (("model", "changer"),))]
     at_most_four = samples[("zoo_batch_images_bucket", (("le", "4.0"), ("model", "changer")))]
     assert runs >= 4 and at_most_four == runs and samples[("zoo_images_total", (("model", "changer"),))] == 16

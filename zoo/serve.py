@@ -42,6 +42,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 from python_multipart.multipart import parse_options_header
 
 from .card import ModelCard
@@ -61,6 +62,7 @@ from .tasks import Prediction, Task
 
 #: The API's own paths: what the key guards when the API shares a server with other pages (`app.py --api`).
 API_PATHS = ("/v1/", "/docs", "/openapi.json", "/metrics")
+PREDICT_PATH = "/v1/models/{name}/predict"
 #: The media types a raw request body may have: one image.
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 
@@ -318,8 +320,12 @@ class Readiness:
         return False, {"status": "not ready", "loading": [n for n in loading if n not in failed], "failed": failed}
 
 
-#: The predict route's request body in the OpenAPI schema, so that /docs can send files.
+#: The predict route in the OpenAPI schema, so that /docs can send files. The route itself is a plain Starlette
+#: route (FastAPI's parameter handling costs more per request than the rest of the framework together), so its
+#: operation is written here rather than derived from its signature.
 PREDICT_OPENAPI: dict[str, Any] = {
+    "summary": "Predict",
+    "description": "One prediction per image (or pair), with the fields of `zoo predict --json`.",
     "requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "image": {"type": "array", "items": {"type": "string", "format": "binary"},
@@ -331,9 +337,13 @@ PREDICT_OPENAPI: dict[str, Any] = {
             "refine": {"type": "boolean", "default": True,
                        "description": "the changer: refine the network's estimate by aligning the views"}}}},
         "image/*": {"schema": {"type": "string", "format": "binary"}}}},
-    "parameters": [{"name": "refine", "in": "query", "required": False, "schema": {"type": "boolean"},
+    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+                    "description": "the model (GET /v1/models lists them)"},
+                   {"name": "refine", "in": "query", "required": False, "schema": {"type": "boolean"},
                     "description": "as the form field `refine` (for a raw image body)"}],
-    "responses": {"413": {"description": "over a limit: body size, images or pixels per request"},
+    "responses": {"200": {"description": "{\"predictions\": [...]}", "content": {"application/json": {}}},
+                  "404": {"description": "no model of that name"},
+                  "413": {"description": "over a limit: body size, images or pixels per request"},
                   "422": {"description": "an image zoo refuses, with the reason"},
                   "503": {"description": "the model's queue is full: try again after Retry-After seconds"}},
 }
@@ -354,8 +364,9 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
         readiness.start()
         yield
 
+    # No OpenTelemetry from FastAPI itself: /metrics is the server's account of its requests.
     app = FastAPI(title="zoo", description="The zoo's models over HTTP.", version=VERSION, docs_url=None,
-                  redoc_url=None, lifespan=lifespan)
+                  redoc_url=None, lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
     app.openapi_version = "3.0.3"  # the version the packaged Swagger UI (4.x) renders; file fields as format: binary
     app.add_middleware(Guard, api_key=api_key, guarded=guarded, allowed_hosts=allowed_hosts)
     app.add_middleware(Observe, metrics=models_here.metrics, access_log=access_log, routes=app.router.routes)
@@ -374,15 +385,17 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"detail": public_message(str(exc.detail))}, exc.status_code, headers=exc.headers)
 
-    @app.api_route("/livez", methods=["GET", "HEAD"])
-    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"])
     async def readyz() -> JSONResponse:
         ready, state = readiness.state()
         return JSONResponse(state, 200 if ready else 503)
+
+    # GET in the schema; HEAD, and /healthz (the older name of /livez), answered but not listed twice.
+    for path, probe in (("/livez", livez), ("/readyz", readyz), ("/healthz", livez)):
+        app.add_api_route(path, probe, methods=["GET"], include_in_schema=path != "/healthz")
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
@@ -396,15 +409,24 @@ def create_app(api_key: str | None = None, backend: Backend | None = None, guard
     async def model_card(name: str) -> dict[str, Any]:
         return (await asyncio.to_thread(served_card, name)).to_dict()
 
-    @app.post("/v1/models/{name}/predict", openapi_extra=PREDICT_OPENAPI)
-    async def predict(name: str, request: Request) -> JSONResponse:
+    async def predict(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
         model = await models_here.model(name)
         items, refine = await request_items(request, model.task)
         with models_here.admission(name):
             predictions = await models_here.predict(name, items, refine)
         return JSONResponse({"predictions": [p.to_dict() for p in predictions]})
 
+    app.router.routes.append(Route(PREDICT_PATH, predict, methods=["POST"]))
     add_offline_docs(app)
+    schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema()["paths"][PREDICT_PATH] = {"post": PREDICT_OPENAPI}
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -79,9 +79,9 @@ def _nothing_beyond_the_loopback():
     assert not tried, f"the test tried to connect beyond the loopback: {tried}"
 
 
-#: Skip reasons that stand under CI: a browser apt could not install, a GPU, WebGPU in headless Chromium, named
+#: Skip reasons that stand under CI: a browser or Node apt could not install, a GPU, WebGPU in headless Chromium, named
 #: pipes (not on Windows), and reports written only on request.
-SKIPS_ALLOWED_IN_CI = re.compile(r"chromium|NVIDIA driver|WebGPU|named pipes|ZOO_WEB_REPORT", re.IGNORECASE)
+SKIPS_ALLOWED_IN_CI = re.compile(r"chromium|node and npm|NVIDIA driver|WebGPU|named pipes|ZOO_WEB_REPORT", re.IGNORECASE)
 
 
 def _fail_skips_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:

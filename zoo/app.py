@@ -319,7 +319,9 @@ def models_tab(unavailable: dict[str, str]) -> None:
     rows = [(name, "unavailable", *rest[1:]) if name in unavailable else (name, *rest)
             for name, *rest in model_summaries(cards)]
     table = "\n".join("| " + " | ".join(row) + " |" for row in [SUMMARY_HEADER, ("---",) * len(SUMMARY_HEADER), *rows])
-    gr.Markdown(f"Every model (`zoo list`): where its files are, and the card of each.\n\n{table}")
+    gr.Markdown(f"Every model (`zoo list`): where its files are, and the card of each.\n\n{table}\n\n"
+                "These models also run in a browser with no server: `python -m export web site/` writes a static "
+                "site (docs/runtimes.md, \"In the browser\").")
     if unavailable:
         reasons = "\n".join(f"- `{name}` is unavailable: {reason}" for name, reason in unavailable.items())
         gr.Markdown(f"**Left out of the demo**, their card or files cannot be used:\n\n{reasons}",

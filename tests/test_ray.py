@@ -144,7 +144,7 @@ def test_serve_on_ray_with_two_replicas_answers_like_zoo(cluster, photos, tmp_pa
         assert raw.json()["predictions"][0]["label"] == model.predict(photos[0]).label
         assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "models": ["cnn"]}
         assert 'zoo_images_total{model="cnn"}' in httpx.get(f"{url}/metrics").text
-        huge = httpx.post(f"{url}/v1/models/cnn/predict", timeout=60, files=[("image", ("w.webp", solid_webp()))] * 3)
+        huge = httpx.post(f"{url}/v1/models/cnn/predict", timeout=60, files=[("image", ("w.webp", solid_webp()))] * 5)
         assert huge.status_code == 413 and "ZOO_MAX_REQUEST_PIXELS" in huge.json()["detail"]
     finally:
         server.terminate()

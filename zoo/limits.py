@@ -20,8 +20,8 @@ MAX_QUEUE = 256
 #: Seconds a client is told to wait (Retry-After) when a model's queue is full.
 RETRY_AFTER = 1
 #: The pixels one request's images may claim in all (ZOO_MAX_REQUEST_PIXELS), read from their headers before any
-#: is decoded: eight 12-megapixel photos fit; beside ZOO_MAX_PIXELS, the limit per image.
-MAX_REQUEST_PIXELS = int(os.environ.get("ZOO_MAX_REQUEST_PIXELS", 100_000_000))
+#: is decoded: eight pairs of 12-megapixel photos fit; beside ZOO_MAX_PIXELS, the limit per image.
+MAX_REQUEST_PIXELS = int(os.environ.get("ZOO_MAX_REQUEST_PIXELS", 200_000_000))
 #: A request whose images claim this many pixels or fewer in all is decoded on the event loop: a hand-off to a
 #: thread costs more than decoding a few thumbnails (64 images of 32x32 pixels are 65,536).
 INLINE_DECODE_PIXELS = 65_536

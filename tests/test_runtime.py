@@ -150,12 +150,14 @@ def test_a_model_closes_its_threads_and_session():
     import threading
 
     image = zoo.EXAMPLES / "cifar10" / "cat.jpg"
+    earlier = set(threading.enumerate())  # other models of the same name, loaded by other tests, have their own
     with zoo.load(SHIPPED[0], device="cpu") as model:
         expected = model.predict(image)
         assert model.predict_batch([image] * 3) == [expected] * 3
-        prefix = f"zoo-decode-{model.name}"
-        assert any(thread.name.startswith(prefix) for thread in threading.enumerate())
-    assert not any(thread.name.startswith(prefix) for thread in threading.enumerate())
+        decoders = [thread for thread in set(threading.enumerate()) - earlier
+                    if thread.name.startswith(f"zoo-decode-{model.name}")]
+        assert decoders and all(thread.is_alive() for thread in decoders)
+    assert not any(thread.is_alive() for thread in decoders)
     for call in (lambda: model.predict(image), lambda: model.predict_batch([image])):
         with pytest.raises(zoo.ZooError, match="was closed"):
             call()

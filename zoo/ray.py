@@ -31,7 +31,7 @@ from .guard import allowed_hosts, check_binding
 from .loopback import loopback
 from .limits import BATCH_WAIT, MAX_BATCH, MAX_QUEUE
 from .observe import Metrics
-from .serve import create_app, prepared, run_together, warm_up
+from .serve import create_app, loaded_and_warmed, prepared, run_together
 from .tasks import Prediction
 
 #: The Ray Serve application `start` runs.
@@ -123,12 +123,7 @@ class ZooDeployment:
         return self.models[name]
 
     def _load(self, name: str) -> Model:
-        started = time.perf_counter()
-        model = load(name, device=self.device, threads=self.threads, spinning=False, registry_only=True)
-        warm_up(model)
-        self.metrics.load_seconds.labels(name).set(time.perf_counter() - started)
-        self.metrics.loaded.labels(name).set(1)
-        return model
+        return loaded_and_warmed(name, self.metrics, self.device, self.threads)
 
     def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # Ray Serve bounds the queue (max_queued_requests) and answers 503 itself

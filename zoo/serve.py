@@ -227,6 +227,17 @@ def warm_up(model: Model) -> None:
     model.predict_prepared(model.prepare_batch([item], refine=False))
 
 
+def loaded_and_warmed(name: str, metrics: Metrics, device: str = "auto", threads: int = 0) -> Model:
+    """Model `name` as a server runs it (registry names only, threads that sleep between runs), after one warm-up
+    run; its load time and loaded state recorded in `metrics`. Blocking: call it on a worker thread."""
+    started = time.perf_counter()
+    model = load(name, device=device, threads=threads, spinning=False, registry_only=True)
+    warm_up(model)
+    metrics.load_seconds.labels(name).set(time.perf_counter() - started)
+    metrics.loaded.labels(name).set(1)
+    return model
+
+
 class LocalModels:
     """`zoo serve`'s backend: each model loaded in this process (on a worker thread, once, and warmed) when it is
     preloaded or first asked for, with its own Batcher; images decoded on `decode_threads` threads."""
@@ -269,12 +280,7 @@ class LocalModels:
         return self.batchers[name].model
 
     def _load(self, name: str) -> Model:
-        started = time.perf_counter()
-        model = load(name, device=self.device, spinning=False, registry_only=True)
-        warm_up(model)
-        self.metrics.load_seconds.labels(name).set(time.perf_counter() - started)
-        self.metrics.loaded.labels(name).set(1)
-        return model
+        return loaded_and_warmed(name, self.metrics, self.device)
 
     def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self.batchers[name].admission()
@@ -291,7 +297,6 @@ class Readiness:
     def __init__(self, backend: Backend, preload: Sequence[str]) -> None:
         self.backend, self.preload = backend, tuple(preload)
         self.failed: dict[str, str] = {}
-        self.started: float | None = None
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:

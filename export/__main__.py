@@ -3,6 +3,7 @@
    python -m export quantize NAME [...]: NAME-int8 (static QDQ), installed only where it pays (export/quantize.py).
    python -m export share NAME NAME [...]: the tensors the models hold alike, stored once (export/share.py).
    python -m export restamp NAME|all [--license]: README, card digest and files after a card's content changed.
+   python -m export precision NAME|all: each model's test accuracy in bf16 (OpenVINO), recorded in its card.
    python -m export index: zoo/models/index.json from the cards (after a model changed).
    python -m export release OUT: the wheel, every model file under its sha256, and index.json, for upload.
    python -m export web OUT: a static site that runs every model in the browser (onnxruntime-web; needs npm)."""
@@ -112,6 +113,32 @@ def restamp(argv: list[str]) -> None:
             print(f"{name}: {', '.join(files) if files else 'up to date'}")
 
 
+def precision(argv: list[str]) -> None:
+    from .precision import PrecisionError, record_bf16
+    from .share import list_models_in
+
+    parser = models_parser(
+        "precision",
+        "Measure each installed model's test accuracy computed in bf16 (OpenVINO's default on CPUs with "
+        "AVX512-BF16 or AMX) beside float32's (onnxruntime), on the whole test split, and record both in its card "
+        "(re-stamped); zoo lets a runtime use bf16 only where they are within 0.1 point. Needs a CPU with bf16, "
+        "OpenVINO and the training data.",
+        "installed models, or all")
+    args = parser.parse_args(argv)
+    names = list_models_in(args.out) if args.names == ["all"] else args.names
+    with refusals(parser):
+        for name in names:
+            try:
+                figures = record_bf16(args.out / name)
+            except PrecisionError as error:
+                print(f"{name}: not measured: {error}")
+                continue
+            print(f"{name}: bf16 {figures['test_accuracy']:.2%} vs float32 {figures['float32_test_accuracy']:.2%} on "
+                  f"{figures['test_inputs']} test inputs; largest probability difference "
+                  f"{figures['max_abs_probability_diff']:.1e}; {'used' if figures['used_by_auto'] else 'not used'} "
+                  "by runtime='auto'")
+
+
 def export(argv: list[str]) -> None:
     # Imported here: torch and the exporters load in seconds that the triton subcommand does not need.
     from training.checkpoint import read_metadata
@@ -186,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     elif argv[:1] == ["web"]:
         web(argv[1:])
     else:
-        commands = {"quantize": quantize, "share": share, "restamp": restamp}
+        commands = {"quantize": quantize, "share": share, "restamp": restamp, "precision": precision}
         if argv[:1] and argv[0] in commands:
             commands[argv[0]](argv[1:])
         else:

@@ -4,6 +4,8 @@ outside temporary folders.
 - A test that opens a connection to any address beyond the loopback fails, even where the library that
   tried swallowed the error (analytics and telemetry threads do).
 - Gradio's analytics and Hugging Face's telemetry are off, as `python app.py` has them.
+- Models run on onnxruntime, the reference runtime, unless a test names another (ZOO_RUNTIME): `auto`
+  would otherwise measure OpenVINO against it at each model's first load and may pick it.
 - The training decode cache (ZOO_CACHE) and Hypothesis's storage live in a temporary folder for the
   session; Hypothesis keeps no example database.
 - Under CI (the CI variable set, as `.ci/run` sets it) a skipped test or module fails, unless the reason
@@ -37,6 +39,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["ZOO_CACHE"] = os.path.join(_SCRATCH, "decode-cache")
+os.environ["ZOO_RUNTIME"] = "onnxruntime"
 os.environ.update(RAY_LOOPBACK_ENVIRONMENT)  # before anything imports ray
 settings.register_profile("no-database", database=None)
 settings.load_profile("no-database")

@@ -54,13 +54,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _refuse_session(*_: object) -> None:
-    raise AssertionError("an onnxruntime session was created: the damage was not found before it")
+    raise AssertionError("a runtime opened the model: the damage was not found before it")
 
 
 @pytest.fixture
 def no_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail the test if the model gets as far as an onnxruntime session."""
-    monkeypatch.setattr(zoo.model, "create_session", _refuse_session)
+    """Fail the test if the model gets as far as a runtime (onnxruntime or OpenVINO)."""
+    monkeypatch.setattr(zoo.model, "open_engine", _refuse_session)
 
 
 def _flipped(data: bytes, position: int, mask: int) -> bytes:
@@ -188,7 +188,7 @@ def test_every_byte_change_of_a_stamped_card_is_refused(home, monkeypatch):
     card = folder / "card.json"
     original = card.read_bytes()
     zoo.load(SMALLEST)  # the intact stamped copy loads
-    monkeypatch.setattr(zoo.model, "create_session", _refuse_session)
+    monkeypatch.setattr(zoo.model, "open_engine", _refuse_session)
     positions = np.linspace(0, len(original) - 1, 600).astype(int)
     still_json = 0
     for k, position in enumerate(positions):

@@ -52,7 +52,8 @@ class ModelCard:
     `test_loss`, `train_loss`, `per_class_accuracy`, `confusion_matrix` and `history` (an int8 variant:
     `test_accuracy`, `test_images`, `float32_test_accuracy`); the changer records `test_accuracy`,
     `train_accuracy`, `test` (with `pairs` and `per_class_accuracy`), `test_by_source`, `val`,
-    `confusion_matrix` and `history`. What zoo itself reads is declared below as properties.
+    `confusion_matrix` and `history`. Any model may record `bf16`: its test accuracy computed in bf16 beside
+    float32's, on the same split. What zoo itself reads is declared below as properties.
 
     `license` names the licence of the model's code, weights and data (`License`); None only in cards written
     before cards carried it (`python -m export restamp NAME --license` fills it in from the provenance).
@@ -98,6 +99,15 @@ class ModelCard:
     def param_names(self) -> tuple[str, ...]:
         """change-detection: the names of the regressed geometric parameters, in output order."""
         return tuple(self.extra.get("param_names", ()))
+
+    @property
+    def bf16_accuracy_loss(self) -> float | None:
+        """Test accuracy lost when a runtime computes in bf16 (`metrics["bf16"]`, written by `python -m export
+        precision`); None where it was not measured."""
+        bf16 = self.metrics.get("bf16")
+        if not isinstance(bf16, dict) or "test_accuracy" not in bf16:
+            return None
+        return float(bf16["float32_test_accuracy"]) - float(bf16["test_accuracy"])
 
     @property
     def test_images(self) -> int | None:

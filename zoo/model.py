@@ -8,7 +8,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -20,11 +20,14 @@ from .onnxfile import self_contained
 from .preprocess import ImageInput, fit_to_input, load_image, prepare
 from .registry import check_name, is_path, model_dir, model_folder
 from .files import GRAPH_FILE, PORTABLE_GRAPH_FILE
-from .runtime import checked_card, create_session
+from .engines import open_engine
+from .runtime import checked_card
 from .tasks import TASKS, Prediction, task_of
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+    from .engines import OpenVINOSession
 
 #: Images per onnxruntime run inside predict_batch; bounds memory for long lists.
 CHUNK = 64
@@ -44,13 +47,15 @@ class Model:
     `close()` (or `with zoo.load(...) as model:`) stops its decoding threads and releases its session."""
 
     def __init__(self, name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
-                 registry_only: bool = False, refine: bool = True) -> None:
+                 registry_only: bool = False, refine: bool = True, runtime: str | None = None,
+                 providers: Sequence[Any] | None = None) -> None:
         self.folder, self.card = verified(check_name(name) if registry_only else name)
         #: Whether the changer's estimates are refined by aligning the views (`zoo.align`); each predict
         #: call may override it with its own `refine`.
         self.refine = refine
-        self.session, self.device = create_session(self.folder / GRAPH_FILE, device, threads,
-                                                   self.card.session_config, spinning)
+        #: The engine (an onnxruntime session, or `engines.OpenVINOSession`), the device and the runtime it is on.
+        self.session, self.device, self.runtime = open_engine(self.folder, self.card, runtime, device, threads,
+                                                              spinning, providers)
         task = task_of(self.card)
         if task is None:
             raise ZooError(
@@ -72,7 +77,12 @@ class Model:
         return self.card.labels
 
     def __repr__(self) -> str:
-        return f"Model({self.name!r}, task={self.card.task!r}, device={self.device!r})"
+        return f"Model({self.name!r}, task={self.card.task!r}, device={self.device!r}, runtime={self.runtime!r})"
+
+    @property
+    def providers(self) -> list[str]:
+        """What runs the model: onnxruntime's execution providers in order, or OpenVINO's plugin and precision."""
+        return self._open_session().get_providers()
 
     def __enter__(self) -> Model:
         return self
@@ -89,7 +99,7 @@ class Model:
             pool.shutdown(wait=True, cancel_futures=True)
         self.session = None
 
-    def _open_session(self) -> ort.InferenceSession:
+    def _open_session(self) -> ort.InferenceSession | OpenVINOSession:
         if self.session is None:
             raise ZooError(f"model {self.name!r} was closed; load it again with zoo.load({self.name!r}).")
         return self.session
@@ -269,7 +279,8 @@ def save_onnx(name: str, out: str | os.PathLike[str], portable: bool = False) ->
 
 
 def load(name: str | os.PathLike[str], device: str = "auto", threads: int = 0, spinning: bool = True,
-         registry_only: bool = False, refine: bool = True) -> Model:
+         registry_only: bool = False, refine: bool = True, runtime: str | None = None,
+         providers: Sequence[Any] | None = None) -> Model:
     """Load model `name` (see `zoo.list()`) on "auto" (CUDA when it works, else CPU), "cpu" or "cuda".
 
     `name` may be a model folder of your own (a card and the files it lists): an existing folder or an
@@ -281,6 +292,11 @@ def load(name: str | os.PathLike[str], device: str = "auto", threads: int = 0, s
 
     `refine` (the changer): refine the network's parameters by aligning the two views (`zoo.align`), the
     default; False gives the network's output alone. Each predict call may override it.
+
+    `runtime`: "onnxruntime", "openvino" (installed apart: pip install openvino) or "auto" (the default, or
+    $ZOO_RUNTIME): onnxruntime unless OpenVINO measured faster for this model on this CPU (`zoo.engines`).
+    `providers`: onnxruntime execution providers passed through as given, e.g. ["TensorrtExecutionProvider",
+    "CUDAExecutionProvider"] or [("OpenVINOExecutionProvider", {...})]; they choose the device themselves.
     """
     return Model(name, device=device, threads=threads, spinning=spinning, registry_only=registry_only,
-                 refine=refine)
+                 refine=refine, runtime=runtime, providers=providers)

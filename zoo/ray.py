@@ -24,6 +24,7 @@ import ray
 from fastapi import FastAPI
 from ray import serve
 
+from .engines import requested_runtime
 from .errors import ZooError
 from .model import Model, load
 from .preprocess import ImageInput
@@ -49,8 +50,9 @@ class Predictor:
     the views (`refined` and `alignment_score` columns) unless `refine=False` is among the kwargs.
     """
 
-    def __init__(self, name: str, device: str = "auto", threads: int = 0, refine: bool = True) -> None:
-        self.model = load(name, device=device, threads=threads, registry_only=True, refine=refine)
+    def __init__(self, name: str, device: str = "auto", threads: int = 0, refine: bool = True,
+                 runtime: str | None = None) -> None:
+        self.model = load(name, device=device, threads=threads, registry_only=True, refine=refine, runtime=runtime)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = list(self.model.predict_each(self._items(batch)))
@@ -95,8 +97,8 @@ class ZooDeployment:
 
     def __init__(self, api_key: str | None = None, device: str = "auto", threads: int = 1,
                  allowed_hosts: tuple[str, ...] | None = None, preload: Sequence[str] = (),
-                 max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT) -> None:
-        self.api_key, self.device, self.threads = api_key, device, threads
+                 max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT, runtime: str | None = None) -> None:
+        self.api_key, self.device, self.threads, self.runtime = api_key, device, threads, runtime
         self.allowed_hosts, self.preload = allowed_hosts, tuple(preload)
         self._batched.set_max_batch_size(max_batch)
         self._batched.set_batch_wait_timeout_s(batch_wait)
@@ -123,7 +125,7 @@ class ZooDeployment:
         return self.models[name]
 
     def _load(self, name: str) -> Model:
-        return loaded_and_warmed(name, self.metrics, self.device, self.threads)
+        return loaded_and_warmed(name, self.metrics, self.device, self.threads, self.runtime)
 
     def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # Ray Serve bounds the queue (max_queued_requests) and answers 503 itself
@@ -152,11 +154,12 @@ class ZooDeployment:
 def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, no_auth: bool = False,
           device: str = "auto", replicas: int = 1, threads: int = 1, address: str | None = None,
           blocking: bool = True, preload: Sequence[str] = (), max_batch: int = MAX_BATCH,
-          batch_wait: float = BATCH_WAIT, max_queue: int = MAX_QUEUE) -> None:
+          batch_wait: float = BATCH_WAIT, max_queue: int = MAX_QUEUE, runtime: str | None = None) -> None:
     """Run `ZooDeployment` with `replicas` replicas (each `threads` onnxruntime threads and as many CPUs) behind
     Ray Serve's HTTP proxy on host:port, as the Serve application APP_NAME, with `zoo serve`'s Host rule and
     options: `preload` (each replica), `max_batch` and `batch_wait` (Ray's batching), `max_queue` (Ray's
-    `max_queued_requests`: requests past it are answered 503 by Ray).
+    `max_queued_requests`: requests past it are answered 503 by Ray), `runtime` (`zoo.load`'s; None: the driver's
+    $ZOO_RUNTIME or "auto", passed to every replica).
 
     `address`: an existing cluster ("auto", "HOST:6379"); without it (and no Ray connected yet) a local one
     starts, without the dashboard when `host` is the loopback (`zoo serve --ray` then also keeps Ray's own
@@ -172,7 +175,8 @@ def start(host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
     serve.start(http_options={"host": host, "port": port})
     deployment = ZooDeployment.options(num_replicas=replicas, ray_actor_options={"num_cpus": threads},
                                        max_queued_requests=max_queue)
-    serve.run(deployment.bind(api_key, device, threads, allowed_hosts(host), preload, max_batch, batch_wait),
+    serve.run(deployment.bind(api_key, device, threads, allowed_hosts(host), preload, max_batch, batch_wait,
+                              requested_runtime(runtime)),
               name=APP_NAME, route_prefix="/")
     if not blocking:
         return

@@ -7,7 +7,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import onnxruntime as ort
 
@@ -187,17 +187,20 @@ def session_options(threads: int = 0, config: Mapping[str, str] | None = None,
 
 
 def create_session(model_path: Path, device: str = "auto", threads: int = 0, config: dict[str, str] | None = None,
-                   spinning: bool = True) -> tuple[ort.InferenceSession, str]:
+                   spinning: bool = True, providers: Sequence[Any] | None = None) -> tuple[ort.InferenceSession, str]:
     """Open `model_path` on `device`; returns the session and the device actually used ("cuda" or "cpu").
 
     `config`: onnxruntime session config entries the model's card asks for (e.g. folding int8-stored
-    weights into float32 at load).
+    weights into float32 at load). `providers`: execution providers passed to onnxruntime as given (names,
+    or (name, options) pairs), in place of the choice `device` makes.
     """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {DEVICES}.")
     options = session_options(threads, config, spinning)
     # The graph with its weights inside: loads the same from a symlinked (Hub cache) or hard-linked install.
     model = onnxfile.self_contained(model_path)
+    if providers:
+        return _session_on(model, model_path, options, providers)
     if device in ("auto", "cuda") and CUDA in ort.get_available_providers() and not _cuda_failed:
         if not cuda_driver_present():
             _cuda_failed.append(f"no NVIDIA driver ({CUDA_DRIVER} does not load)")
@@ -222,3 +225,30 @@ def create_session(model_path: Path, device: str = "auto", threads: int = 0, con
         return ort.InferenceSession(model, options, providers=[CPU]), "cpu"
     except Exception as exc:
         raise ModelFileError(f"{model_path} cannot be loaded by onnxruntime: {exc}") from None
+
+
+#: The device each provider that zoo knows runs on; any other is named after its provider.
+PROVIDER_DEVICES = {CUDA: "cuda", "TensorrtExecutionProvider": "cuda", CPU: "cpu"}
+
+
+def _session_on(model: bytes, model_path: Path, options: ort.SessionOptions,
+                providers: Sequence[Any]) -> tuple[ort.InferenceSession, str]:
+    """A session on the execution providers the caller named, each checked against this onnxruntime's."""
+    available = ort.get_available_providers()
+    names = [provider[0] if isinstance(provider, (tuple, list)) else provider for provider in providers]
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise DeviceError(
+            f"execution provider(s) {missing} are not in this onnxruntime (available: {available}); install the "
+            "onnxruntime package that has them (onnxruntime-gpu, onnxruntime-openvino, onnxruntime-directml, ...)."
+        )
+    try:
+        session = ort.InferenceSession(model, options, providers=list(providers))
+    except Exception as exc:
+        raise DeviceError(f"onnxruntime cannot open {model_path} on providers {names}: {exc}") from None
+    first = session.get_providers()[0]
+    if first not in names:  # onnxruntime falls back to its CPU provider when none of those asked for starts
+        raise DeviceError(f"none of the execution providers {names} started for {model_path} (onnxruntime fell back "
+                          f"to {first}; its log above says why); install what they need, or add "
+                          f"'{CPU}' to the list to accept the CPU.")
+    return session, PROVIDER_DEVICES.get(first, first.removesuffix("ExecutionProvider").lower())

@@ -46,6 +46,7 @@ from starlette.routing import Route
 from python_multipart.multipart import parse_options_header
 
 from .card import ModelCard
+from .engines import requested_runtime
 from .errors import ImageError, ModelFileError, UnknownModelError, ZooError
 from .files import CARD_FILE, GRAPH_FILE
 from .guard import Guard, allowed_hosts, check_binding, timed_protocol
@@ -227,11 +228,12 @@ def warm_up(model: Model) -> None:
     model.predict_prepared(model.prepare_batch([item], refine=False))
 
 
-def loaded_and_warmed(name: str, metrics: Metrics, device: str = "auto", threads: int = 0) -> Model:
+def loaded_and_warmed(name: str, metrics: Metrics, device: str = "auto", threads: int = 0,
+                      runtime: str | None = None) -> Model:
     """Model `name` as a server runs it (registry names only, threads that sleep between runs), after one warm-up
     run; its load time and loaded state recorded in `metrics`. Blocking: call it on a worker thread."""
     started = time.perf_counter()
-    model = load(name, device=device, threads=threads, spinning=False, registry_only=True)
+    model = load(name, device=device, threads=threads, spinning=False, registry_only=True, runtime=runtime)
     warm_up(model)
     metrics.load_seconds.labels(name).set(time.perf_counter() - started)
     metrics.loaded.labels(name).set(1)
@@ -243,8 +245,9 @@ class LocalModels:
     preloaded or first asked for, with its own Batcher; images decoded on `decode_threads` threads."""
 
     def __init__(self, device: str = "auto", max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT,
-                 max_queue: int = MAX_QUEUE, decode_threads: int | None = None) -> None:
+                 max_queue: int = MAX_QUEUE, decode_threads: int | None = None, runtime: str | None = None) -> None:
         self.device, self.max_batch, self.batch_wait, self.max_queue = device, max_batch, batch_wait, max_queue
+        self.runtime = runtime
         self.metrics = Metrics()
         self.batchers: dict[str, Batcher] = {}
         self.loading: dict[str, asyncio.Future] = {}
@@ -280,7 +283,7 @@ class LocalModels:
         return self.batchers[name].model
 
     def _load(self, name: str) -> Model:
-        return loaded_and_warmed(name, self.metrics, self.device)
+        return loaded_and_warmed(name, self.metrics, self.device, runtime=self.runtime)
 
     def admission(self, name: str) -> contextlib.AbstractContextManager[None]:
         return self.batchers[name].admission()
@@ -626,7 +629,8 @@ def device_summary(device: str) -> str:
 
 def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str = "auto",
           preload: Sequence[str] = (), max_batch: int = MAX_BATCH, batch_wait: float = BATCH_WAIT,
-          max_queue: int = MAX_QUEUE, access_log: bool = False, log_json: bool = False) -> None:
+          max_queue: int = MAX_QUEUE, access_log: bool = False, log_json: bool = False,
+          runtime: str | None = None) -> None:
     """Listen on host:port (port 0: any free port) and serve until interrupted; one startup line on stderr says
     where, with which models, device and auth, and another when the preloaded models are ready."""
     import uvicorn
@@ -634,7 +638,8 @@ def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str 
     check_binding(host, api_key, no_auth)
     configure_logging(log_json)
     preload = preload_names(preload)
-    backend = LocalModels(device, max_batch, batch_wait, max_queue)
+    runtime = requested_runtime(runtime)
+    backend = LocalModels(device, max_batch, batch_wait, max_queue, runtime=runtime)
     app = create_app(api_key, backend, allowed_hosts=allowed_hosts(host), preload=preload, access_log=access_log)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             http=timed_protocol(READ_TIMEOUT))
@@ -642,9 +647,9 @@ def serve(host: str, port: int, api_key: str | None, no_auth: bool, device: str 
     bound_host, bound_port = listening.getsockname()[:2]
     address = f"[{bound_host}]" if ":" in bound_host else bound_host
     names = list_models()
-    LOG.info("zoo serve %s listening on http://%s:%d | %d models: %s | %s | API key %s | preload: %s | "
+    LOG.info("zoo serve %s listening on http://%s:%d | %d models: %s | %s, runtime %s | API key %s | preload: %s | "
              "max batch %d, batch wait %g ms, max queue %d | access log %s",
-             VERSION, address, bound_port, len(names), ", ".join(names), device_summary(device),
+             VERSION, address, bound_port, len(names), ", ".join(names), device_summary(device), runtime,
              "required" if api_key else "off", ", ".join(preload) or "none", max_batch, batch_wait * 1000,
              max_queue, "on" if access_log else "off")
     uvicorn.Server(config).run(sockets=[listening])

@@ -1,10 +1,11 @@
 """python -m bench [NAME ...] [--data DIR] [--json FILE]: every shipped model on zoo's onnxruntime session
 against PyTorch eager on the same weights, torch.compile and OpenVINO on the same model.onnx, in one run.
 
-Per model: batch-1 latency (p50, p99) and batch-64 throughput per engine, the ratios, end-to-end
-`predict_batch` from JPEG files beside inference alone, a cold process's `zoo.load` + first prediction,
-and the GFLOP/s achieved against this machine's fp32 matmul ceiling (measured in the same run). Engines
-that do not install or cannot run a model are recorded with the reason, never fatal.
+Per model: batch-1 latency (p50, p99) and batch-64 throughput per engine, the ratios, `runtime="auto"`'s
+`predict_batch` against OpenVINO's default precision, end-to-end `predict_batch` from JPEG files beside
+inference alone, a cold process's `zoo.load` + first prediction, the GFLOP/s achieved against this
+machine's fp32 matmul ceiling (measured in the same run), and the goals (`bench.goals`) each model misses.
+Engines that do not install or cannot run a model are recorded with the reason, never fatal.
 """
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import zoo
 
 from .data import CIFAR_TEST_SPLIT, add_data_option, data_folder
-from .tables import inference_table, variants_table
-
+from .tables import goals_table, inference_table, variants_table
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,13 +50,19 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_tables(rows: list[dict[str, Any]]) -> str:
+    """The inference table, the goals table and (where measured) the session-settings table of a run."""
+    swept = any("ort_session_variants" in row for row in rows)
+    return "\n\n".join([inference_table(rows), goals_table(rows), *([variants_table(rows)] if swept else [])])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure the models named on the command line (or print an earlier run's tables) and report."""
     command_line = parser()
     args = command_line.parse_args(argv)
     if args.from_json:
         rows = list(json.loads(args.from_json.read_text())["models"].values())
-        print(f"{inference_table(rows)}\n\n{variants_table(rows)}")
+        print(report_tables(rows))
         return
     from .measure import machine, measure_model  # torch loads only when something is measured
     from .torch_engines import matmul_ceiling
@@ -72,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     report = {"machine": machine(args.threads, ceiling),
               "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"},
               "models": {row["name"]: row for row in rows}}
-    print(f"{inference_table(rows)}\n\n{variants_table(rows)}")
-    print(f"\nfp32 matmul ceiling {ceiling:.1f} GFLOP/s ({args.threads} threads); goals per model in the JSON")
+    print(report_tables(rows))
+    print(f"\nfp32 matmul ceiling {ceiling:.1f} GFLOP/s ({args.threads} threads)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

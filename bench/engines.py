@@ -11,10 +11,11 @@ import onnxruntime as ort
 
 import zoo
 from zoo.card import ModelCard
+from zoo.engines import OpenVINOSession, openvino_installed
 from zoo.files import GRAPH_FILE
+from zoo.onnxfile import self_contained
 from zoo.registry import model_dir
 from zoo.runtime import session_options
-
 from zoo.timing import Runner, interleaved, random_feeds
 
 
@@ -23,26 +24,23 @@ class EngineUnavailable(Exception):
 
 
 def ort_runner(name: str, threads: int) -> Runner:
-    """zoo's own onnxruntime session of model `name` on the CPU."""
-    session = zoo.load(name, device="cpu", threads=threads).session
+    """zoo's own onnxruntime session of model `name` on the CPU (named, so `auto`'s choice does not enter)."""
+    session = zoo.load(name, device="cpu", threads=threads, runtime="onnxruntime").session
     return lambda feeds: session.run(None, feeds)
 
 
-def openvino_runner(card: ModelCard, threads: int) -> Runner:
-    """OpenVINO's CPU plugin on the same model.onnx, fp32 (its default on bf16-capable CPUs is bf16)."""
+def openvino_runner(card: ModelCard, threads: int, bf16: bool = False) -> tuple[Runner, str]:
+    """OpenVINO's CPU plugin on the model's self-contained model.onnx, configured as zoo configures it
+    (`zoo.engines.OpenVINOSession`): f32, int8 layers staying int8; with `bf16`, OpenVINO's default precision
+    (bf16 on CPUs that have it). Returns the runner and the precision OpenVINO computes floating-point layers in."""
+    if not openvino_installed():
+        raise EngineUnavailable("openvino is not installed (pip install -e '.[bench]')")
     try:
-        import openvino as ov
-    except ImportError:
-        raise EngineUnavailable("openvino is not installed (pip install -e '.[bench]')") from None
-    try:
-        core = ov.Core()
-        compiled = core.compile_model(str(model_dir(card.name) / GRAPH_FILE), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
-        request = compiled.create_infer_request()
-        request.infer(random_feeds(card, 1))
+        session = OpenVINOSession(self_contained(model_dir(card.name) / GRAPH_FILE), threads, bf16)
+        session.run(None, random_feeds(card, 1))
     except Exception as exc:  # e.g. an op its ONNX frontend lacks
-        raise EngineUnavailable(f"OpenVINO {ov.__version__} cannot run model.onnx: {str(exc)[:300]}") from None
-    return lambda feeds: request.infer(feeds)
+        raise EngineUnavailable(f"OpenVINO cannot run model.onnx: {str(exc)[:300]}") from None
+    return (lambda feeds: session.run(None, feeds)), session.precision
 
 
 #: Alternatives to zoo's session settings (`zoo.runtime.session_options`), each one change away from them:

@@ -17,12 +17,17 @@ import torch
 
 import zoo
 from zoo.card import ModelCard
+from zoo.engines import CHOICES_FILE, RUNTIME_ENV, choice_key, openvino_installed, read_choices
+from zoo.registry import models_root
+from zoo.timing import BATCH, Runner, cpu_name, interleaved, measure_runner, random_feeds, time_calls
 
 from .data import spread
 from .engines import EngineUnavailable, openvino_runner, ort_runner, session_variants
 from .goals import goals, ratios
-from zoo.timing import BATCH, Runner, cpu_name, measure_runner, random_feeds
 from .torch_engines import compiled_runner, first_output, gflop_per_image, torch_module, torch_runner
+
+#: Rounds of the interleaved timings: zoo's session with OpenVINO, `auto` with OpenVINO's default precision.
+INTERLEAVED_ROUNDS = 2
 
 
 def example_items(card: ModelCard, images: Path, count: int, scratch: Path) -> list[Any]:
@@ -45,13 +50,52 @@ def example_items(card: ModelCard, images: Path, count: int, scratch: Path) -> l
 
 
 def end_to_end_ips(name: str, threads: int, items: Sequence[Any], repeats: int) -> float:
-    """Images (or pairs) per second of `predict_batch` from files: decoding, resizing, inference, postprocessing."""
-    model = zoo.load(name, device="cpu", threads=threads)
+    """Images (or pairs) per second of `predict_batch` from files on onnxruntime: decoding, resizing, inference,
+    postprocessing."""
+    model = zoo.load(name, device="cpu", threads=threads, runtime="onnxruntime")
     model.predict_batch(items[:BATCH])
     began = time.perf_counter()
     for _ in range(repeats):
         model.predict_batch(items)
     return len(items) * repeats / (time.perf_counter() - began)
+
+
+def as_items(card: ModelCard, feeds: dict[str, np.ndarray]) -> list[Any]:
+    """A batch of feeds as `predict_batch`'s items: one array per image, a tuple of arrays per pair."""
+    images = [feeds[spec.name] for spec in card.inputs]
+    return list(images[0]) if len(images) == 1 else list(zip(*images))
+
+
+def interleaved_b64(runners: dict[str, Runner], feeds: dict[str, np.ndarray], rounds: int,
+                    calls: int) -> dict[str, float]:
+    """Images/s of each runner on one batch of `feeds`, timed in turn `rounds` times over (load on the machine
+    falls on each alike)."""
+    seconds: dict[str, list[np.ndarray]] = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            seconds[key].append(time_calls(run, feeds, calls, warmup=1))
+    return {key: float(BATCH * sum(map(len, times)) / sum(t.sum() for t in times)) for key, times in seconds.items()}
+
+
+def auto_against_openvino_default(card: ModelCard, threads: int, rounds: int, calls: int) -> dict[str, Any]:
+    """`zoo.load(runtime="auto")`'s `predict_batch` on `BATCH` uint8 arrays already at the input size, against
+    OpenVINO at its default precision running the same arrays raw; the changer with refine=False, so that both
+    sides run the network alone. Records the runtime and precision `auto` chose, and its measurement."""
+    # This (untimed) load makes auto's choice: measured on the first load of this graph here, then cached.
+    model = zoo.load(card.name, device="cpu", threads=threads, runtime="auto")
+    row: dict[str, Any] = {"auto_runtime": model.runtime, "auto_providers": model.providers,
+                           "auto_precision": getattr(model.session, "precision", None),
+                           "bf16_accuracy_loss": card.bf16_accuracy_loss}
+    if openvino_installed():
+        row["auto_measurement"] = read_choices(models_root() / CHOICES_FILE).get(choice_key(card, threads))
+    runners: dict[str, Runner] = {"auto": lambda feeds: model.predict_batch(as_items(card, feeds), refine=False)}
+    try:
+        runners["openvino_default"], row["openvino_default_precision"] = openvino_runner(card, threads, bf16=True)
+    except EngineUnavailable as exc:
+        row["openvino_default_error"] = str(exc)
+    timing = interleaved_b64(runners, random_feeds(card, BATCH, seed=3), rounds, calls)
+    model.close()
+    return {**row, **{f"{key}_ips_b64": ips for key, ips in timing.items()}}
 
 
 #: What a fresh process runs: `import zoo`, `zoo.load` and one prediction; it prints the seconds to each.
@@ -67,9 +111,10 @@ print(loaded - began, time.perf_counter() - began)
 
 
 def cold_start(name: str, threads: int) -> dict[str, float]:
-    """A fresh process's `import zoo` + `zoo.load`, and + the first prediction, in seconds."""
+    """A fresh process's `import zoo` + `zoo.load` on onnxruntime, and + the first prediction, in seconds."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(zoo.__file__).parents[1]),
                                                                      os.environ.get("PYTHONPATH")])))
+    env[RUNTIME_ENV] = "onnxruntime"
     out = subprocess.run([sys.executable, "-c", COLD_START, name, str(threads)], capture_output=True, text=True,
                          check=True, env=env)
     load_s, first_s = map(float, out.stdout.split())
@@ -105,27 +150,39 @@ def measure_model(name: str, args: argparse.Namespace, ceiling: float, scratch: 
     modules = {key: module.to(args.torch_device) for key, module in modules.items()}
     row["torch_device"] = args.torch_device
     engines: dict[str, Callable[[], Runner]] = {
-        "ort": lambda: ort_runner(name, args.threads),
-        **{key: (lambda module=module: torch_runner(module, card)) for key, module in modules.items()},
-    }
+        key: (lambda module=module: torch_runner(module, card)) for key, module in modules.items()}
     if args.compile:
         engines["compile"] = lambda: compiled_runner(modules["torch"], card)
     if args.openvino:
-        engines["openvino"] = lambda: openvino_runner(card, args.threads)
+        def openvino() -> Runner:
+            run, row["openvino_precision"] = openvino_runner(card, args.threads)
+            return run
+
+        engines["openvino"] = openvino
     check = random_feeds(card, 2, seed=7)
-    reference = None
+    print(f"  {name}: ort", file=sys.stderr, flush=True)
+    runners = {"ort": ort_runner(name, args.threads)}
+    reference = first_output(runners["ort"](check))
     for engine, make in engines.items():
         print(f"  {name}: {engine}", file=sys.stderr, flush=True)
         try:
-            run = make()
+            runners[engine] = make()
         except EngineUnavailable as exc:
             row[f"{engine}_error"] = str(exc)
             continue
-        output = first_output(run(check))
-        reference = output if reference is None else reference
-        row[f"{engine}_max_abs_diff"] = float(np.abs(output - reference).max())
-        timing = measure_runner(run, card, args.iterations, args.batches)
+        row[f"{engine}_max_abs_diff"] = float(np.abs(first_output(runners[engine](check)) - reference).max())
+    rounds = INTERLEAVED_ROUNDS
+    b1_calls, b64_calls = -(-args.iterations // rounds), -(-args.batches // rounds)  # rounded up
+    # zoo's session and OpenVINO, whose ratio is a goal at 0.9x, are timed in turn so that load falls on both.
+    paired = {key: runners.pop(key) for key in ("ort", "openvino") if key in runners}
+    timings = interleaved(paired, card, rounds, b1_calls, b64_calls)
+    for engine, run in runners.items():
+        timings[engine] = measure_runner(run, card, args.iterations, args.batches)
+    for engine, timing in timings.items():
         row.update({f"{engine}_{key}": value for key, value in timing.items()})
+    if args.openvino:
+        print(f"  {name}: auto against OpenVINO's default precision", file=sys.stderr, flush=True)
+        row.update(auto_against_openvino_default(card, args.threads, rounds, b64_calls))
     if args.sweep:
         row["ort_session_variants"] = session_variants(card, args.threads, max(5, args.iterations // 4),
                                                        max(1, args.batches // 2), args.sweep_rounds)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
+from .goals import missed
+
 #: The inference table's columns: title, the row's key (or keys) and the format of its cell.
 COLUMNS = (("model", "name", "{}"), ("GFLOP/img", "gflop_per_image", "{:.3f}"),
            ("ort b1 ms p50/p99", ("ort_ms_b1", "ort_p99_ms_b1"), "{:.2f}/{:.2f}"),
@@ -32,6 +34,30 @@ def inference_table(rows: list[dict[str, Any]]) -> str:
 
     return markdown([title for title, _, _ in COLUMNS], ([cell(row, keys, fmt) for _, keys, fmt in COLUMNS]
                                                          for row in rows))
+
+
+def goals_table(rows: list[dict[str, Any]]) -> str:
+    """Each model's ratios behind the goals (`bench.goals`) and the goals it misses: zoo's onnxruntime session
+    against OpenVINO at the same precision, `runtime="auto"` end to end against OpenVINO's default precision
+    (with the runtime and precision auto chose), zoo's session against the faster eager PyTorch form."""
+    def ratio(row: dict[str, Any], key: str, fmt: str = "{:.2f}x") -> str:
+        return fmt.format(row[key]) if key in row else "—"
+
+    def auto(row: dict[str, Any]) -> str:
+        if "auto_runtime" not in row:
+            return "—"
+        chosen = "onnxruntime" if row["auto_runtime"] == "onnxruntime" else f"OpenVINO {row['auto_precision']}"
+        return f"{ratio(row, 'auto_vs_openvino_default')} ({chosen})"
+
+    def eager(row: dict[str, Any], size: str) -> str:
+        best = row[f"eager_best_{size}"]
+        return ratio(row, f"speedup_{size}_vs_{best}", "{:.1f}x") + (" (sampled)" if best == "torch_sampled" else "")
+
+    return markdown(["model", "ort/OV b1", "ort/OV b64", "auto/OV default e2e (auto's runtime)", "torch eager b1",
+                     "torch eager b64", "missed goals"],
+                    ([row["name"], ratio(row, "speedup_b1_vs_openvino"), ratio(row, "speedup_b64_vs_openvino"),
+                      auto(row), eager(row, "b1"), eager(row, "b64"), ", ".join(missed(row)) or "none"]
+                     for row in rows))
 
 
 def variants_table(rows: list[dict[str, Any]]) -> str:

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     align.MIN_TEXTURE = args.min_texture
     data = data_folder(parser, args)
-    model = zoo.load("changer", device="cpu")
+    model = zoo.load("changer", device="cpu", runtime="onnxruntime")  # the figures are onnxruntime's
     pairs = test_pairs(data, args.pairs, args.split, args.seed)
     items = list(zip(pairs.a, pairs.b))
     names = model.labels

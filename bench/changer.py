@@ -131,7 +131,8 @@ def seconds_per_pair(model: zoo.Model, items: list, refine: bool, repeat: int = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.changer", description=__doc__.split("\n\n")[0])
     add_data_option(parser)
-    parser.add_argument("--pairs", type=int, default=1600, help="test pairs, half per source (default 1600)")
+    parser.add_argument("--pairs", type=int,
+                        help="test pairs, half per source (default: the card's test pairs, 4,000 per source)")
     parser.add_argument("--large", type=int, default=8, help="12-megapixel pairs timed and scored (default 8)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--split", choices=("test", "val"), default="test",
@@ -143,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     align.MIN_TEXTURE = args.min_texture
     data = data_folder(parser, args)
     model = zoo.load("changer", device="cpu", runtime="onnxruntime")  # the figures are onnxruntime's
+    if args.pairs is None:
+        from training.train_changer import TEST_PAIRS_PER_SOURCE  # noqa: PLC0415 - torch, only here
+
+        args.pairs = 2 * TEST_PAIRS_PER_SOURCE
     pairs = test_pairs(data, args.pairs, args.split, args.seed)
     items = list(zip(pairs.a, pairs.b))
     names = model.labels

@@ -133,7 +133,7 @@ def precision(argv: list[str]) -> None:
             except PrecisionError as error:
                 print(f"{name}: not measured: {error}")
                 continue
-            print(f"{name}: bf16 {figures['test_accuracy']:.2%} vs float32 {figures['float32_test_accuracy']:.2%} on "
+            print(f"{name}: bf16 {figures['test_accuracy']:.2%} vs onnxruntime {figures['reference_test_accuracy']:.2%} on "
                   f"{figures['test_inputs']} test inputs; largest probability difference "
                   f"{figures['max_abs_probability_diff']:.1e}; {'used' if figures['used_by_auto'] else 'not used'} "
                   "by runtime='auto'")

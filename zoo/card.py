@@ -52,8 +52,8 @@ class ModelCard:
     `test_loss`, `train_loss`, `per_class_accuracy`, `confusion_matrix` and `history` (an int8 variant:
     `test_accuracy`, `test_images`, `float32_test_accuracy`); the changer records `test_accuracy`,
     `train_accuracy`, `test` (with `pairs` and `per_class_accuracy`), `test_by_source`, `val`,
-    `confusion_matrix` and `history`. Any model may record `bf16`: its test accuracy computed in bf16 beside
-    float32's, on the same split. What zoo itself reads is declared below as properties.
+    `confusion_matrix` and `history`. Any model may record `bf16`: its test accuracy with its float layers
+    computed in bf16 beside onnxruntime's of the same graph (`reference_test_accuracy`), on the same split. What zoo itself reads is declared below as properties.
 
     `license` names the licence of the model's code, weights and data (`License`); None only in cards written
     before cards carried it (`python -m export restamp NAME --license` fills it in from the provenance).
@@ -107,7 +107,7 @@ class ModelCard:
         bf16 = self.metrics.get("bf16")
         if not isinstance(bf16, dict) or "test_accuracy" not in bf16:
             return None
-        return float(bf16["float32_test_accuracy"]) - float(bf16["test_accuracy"])
+        return float(bf16["reference_test_accuracy"]) - float(bf16["test_accuracy"])
 
     @property
     def test_images(self) -> int | None:

@@ -12,7 +12,7 @@ another version measures again. OpenVINO is chosen when it is at least `MIN_OPEN
 geometric mean of the two batch sizes); onnxruntime, the tested default, keeps close calls.
 
 OpenVINO computes in bf16 on CPUs that have it (AVX512-BF16 or AMX). zoo lets it only where the model's card
-records bf16 within `MAX_BF16_ACCURACY_LOSS` of float32's test accuracy (`python -m export precision`
+records bf16 within `MAX_BF16_ACCURACY_LOSS` of onnxruntime's test accuracy (`python -m export precision`
 measures it); elsewhere OpenVINO is held to f32.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .runtime import CUDA, DEVICES, create_session, cuda_driver_present
 RUNTIMES = ("auto", "onnxruntime", "openvino")
 #: The environment variable that sets the runtime of every load that does not name one.
 RUNTIME_ENV = "ZOO_RUNTIME"
-#: bf16 is used only where it loses at most this much test accuracy against float32 (0.1 point).
+#: bf16 is used only where it loses at most this much test accuracy against onnxruntime (0.1 point).
 MAX_BF16_ACCURACY_LOSS = 0.001
 #: How much faster OpenVINO must measure before `auto` takes it over onnxruntime.
 MIN_OPENVINO_GAIN = 1.1
@@ -93,7 +93,7 @@ def openvino_installed() -> bool:
 
 
 def bf16_allowed(card: ModelCard) -> bool:
-    """Whether the card records bf16 within `MAX_BF16_ACCURACY_LOSS` of float32's test accuracy."""
+    """Whether the card records bf16 within `MAX_BF16_ACCURACY_LOSS` of onnxruntime's test accuracy."""
     loss = card.bf16_accuracy_loss
     return loss is not None and round(loss, 9) <= MAX_BF16_ACCURACY_LOSS
 

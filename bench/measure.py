@@ -51,12 +51,13 @@ def example_items(card: ModelCard, images: Path, count: int, scratch: Path) -> l
 
 def end_to_end_ips(name: str, threads: int, items: Sequence[Any], repeats: int) -> float:
     """Images (or pairs) per second of `predict_batch` from files on onnxruntime: decoding, resizing, inference,
-    postprocessing."""
+    postprocessing. The changer's pairs are not refined: this is the network's pipeline against the network alone
+    (the refinement's cost is `python -m bench.changer`'s)."""
     model = zoo.load(name, device="cpu", threads=threads, runtime="onnxruntime")
-    model.predict_batch(items[:BATCH])
+    model.predict_batch(items[:BATCH], refine=False)
     began = time.perf_counter()
     for _ in range(repeats):
-        model.predict_batch(items)
+        model.predict_batch(items, refine=False)
     return len(items) * repeats / (time.perf_counter() - began)
 
 

@@ -1,5 +1,6 @@
 """The changer's refinement by aligning the views (`zoo.align`): known similarities recovered, the fallback on
-unrelated images, views of different sizes, and refine=False giving the network's output unchanged."""
+unrelated images, views of different sizes, refine=False giving the network's output unchanged, the fit held to
+the network's changes against the free fit, and the search grid."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 import zoo
 from zoo import align
@@ -179,3 +180,51 @@ def test_the_refined_label_follows_the_refined_params_not_the_networks_label(mod
     refined = CHANGE_DETECTION.refine(model.card, misled, views)
     assert refined.refined is True and refined.label == align.label_from_params(truth) != wrong
     assert refined.score == network.probs[refined.label]
+
+
+def test_a_fit_held_to_the_estimates_changes_fits_only_those():
+    """The held fit leaves the changes absent from `changes` at none, exactly, and fits the others."""
+    truth = {"shift_x": 0.0, "shift_y": 0.0, "angle": -28.2, "scale": 1.0}
+    a, b = pair_from_photo(PHOTO, 64, **truth)
+    views = [view.astype(np.float64) for view in align.working_views(Image.fromarray(a), Image.fromarray(b))]
+    levels = [align._level(*views, sigma) for sigma in align.BLUR_LEVELS]
+    rough = align._to_vector({"shift_x": 0.03, "shift_y": -0.02, "angle": -24.0, "scale": 1.05})
+    rotation = (False, True, False)
+    fit = align._to_params(align._fit(levels, align._held(rough, rotation), changes=rotation))
+    assert fit["shift_x"] == fit["shift_y"] == 0.0 and fit["scale"] == pytest.approx(1.0, abs=1e-12)
+    assert angle_error(fit, truth) <= 0.05
+
+
+def test_a_label_changing_fit_must_beat_the_fit_held_to_the_networks_changes(monkeypatch):
+    """The network says rotation alone; B is also shifted by a little more than SHIFT_THRESHOLD (a smooth photo,
+    so that the fit held to a rotation alone still holds). The free fit finds the shift and scores far better than
+    the held fit, so it stands, and its label; with a LABEL_MARGIN larger than that gain, the held fit stands
+    instead, with the network's changes."""
+    truth = {"shift_x": 0.07, "shift_y": 0.0, "angle": 20.0, "scale": 1.0}
+    a, b = pair_from_photo(PHOTO.filter(ImageFilter.GaussianBlur(8)), 64, **truth)
+    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
+    network = {"shift_x": 0.0, "shift_y": 0.0, "angle": 18.0, "scale": 1.02}
+    rotation = (False, True, False)
+    free = align.align(*views, network, rotation)
+    assert free.refined and not free.held and align.label_from_params(free.params) == "displacement+rotation"
+    margin = align.LABEL_MARGIN
+    assert math.hypot(free.params["shift_x"] - truth["shift_x"], free.params["shift_y"] - truth["shift_y"]) <= 0.002
+    monkeypatch.setattr(align, "LABEL_MARGIN", 1.0)
+    held = align.align(*views, network, rotation)
+    assert held.refined and held.held and held.start_score < held.score < free.score - margin
+    assert align.label_from_params(held.params) == "rotation"
+    assert held.params["shift_x"] == held.params["shift_y"] == 0.0
+
+
+def test_a_start_far_from_the_truth_is_found_by_the_search_grid(monkeypatch):
+    """The network misses a large rotation and scaling: none of the other starts reaches their basin, but a
+    rotation and scale of SEARCH_GRID does (without it, the network's estimate stands)."""
+    truth = {"shift_x": 0.05, "shift_y": -0.03, "angle": 28.0, "scale": 1.45}
+    a, b = pair_from_photo(PHOTO, 64, **truth)
+    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
+    network = {"shift_x": 0.0, "shift_y": 0.0, "angle": 2.0, "scale": 1.05}
+    fit = align.align(*views, network, (True, True, True))
+    assert fit.refined and angle_error(fit.params, truth) <= 0.05
+    assert abs(math.log(fit.params["scale"] / truth["scale"])) <= 0.002
+    monkeypatch.setattr(align, "SEARCH_STARTS", 0)
+    assert align.align(*views, network, (True, True, True)).refined is False

@@ -74,10 +74,13 @@ def _change_detection(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[P
 def _refined_change(card: ModelCard, prediction: Prediction, views: tuple[np.ndarray, np.ndarray]) -> Prediction:
     """`prediction` with its parameters refined by aligning the views; the label follows the refined
     parameters (`zoo.align.label_from_params`) and the score is the network's probability of that label.
-    Where the alignment fails or scores worse than the network's estimate, the network's estimate and label
-    stand (refined=False)."""
+    A fit that changes the network's label must score better than the fit held to the network's label's
+    changes (`zoo.align.align`'s `changes`, LABEL_MARGIN). Where the alignment fails or scores worse than the
+    network's estimate, the network's estimate and label stand (refined=False)."""
     assert prediction.params is not None
-    fit = align.align(views[0], views[1], prediction.params)
+    named = prediction.label.split("+")
+    changes = tuple(change in named for change in card.changes)
+    fit = align.align(views[0], views[1], prediction.params, changes)
     if not fit.refined:
         return replace(prediction, refined=False, alignment_score=fit.score)
     label = align.label_from_params(fit.params, card.changes)

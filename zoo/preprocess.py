@@ -78,6 +78,8 @@ def fit_to_input(image: Image.Image, height: int, width: int, policy: str = "cen
 
 def prepare(image: ImageInput, height: int, width: int, policy: str = "center-crop") -> np.ndarray:
     """`load_image` then `fit_to_input`: any accepted input -> uint8 HxWx3 model input."""
+    if type(image) is np.ndarray and image.dtype == np.uint8 and image.shape == (height, width, 3):
+        return image  # already a model input: what the conversions below would return, without their copies
     return fit_to_input(load_image(image, (height, width)), height, width, policy)
 
 

@@ -52,22 +52,20 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _from_probs(labels: Sequence[str], row: np.ndarray, **details: dict[str, float]) -> Prediction:
-    best = int(np.argmax(row))
-    return Prediction(label=labels[best], score=float(row[best]),
-                      probs={label: float(p) for label, p in zip(labels, row)}, **details)
+def _from_probs(labels: Sequence[str], row: list[float], **details: dict[str, float]) -> Prediction:
+    best = max(range(len(row)), key=row.__getitem__)  # the first of equal maxima, as numpy's argmax
+    return Prediction(label=labels[best], score=row[best], probs=dict(zip(labels, row)), **details)
 
 
 def _classification(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
     probs = softmax(outputs[card.outputs[0]].astype(np.float64))
-    return [_from_probs(card.labels, row) for row in probs]
+    return [_from_probs(card.labels, row) for row in probs.tolist()]  # Python floats, converted at once
 
 
 def _change_detection(card: ModelCard, outputs: dict[str, np.ndarray]) -> list[Prediction]:
-    class_probs, change_probs, params = (outputs[name].astype(np.float64) for name in card.outputs)
+    class_probs, change_probs, params = (outputs[name].astype(np.float64).tolist() for name in card.outputs)
     changes, names = card.changes, card.param_names
-    return [_from_probs(card.labels, row, changes=dict(zip(changes, map(float, c))),
-                        params=dict(zip(names, map(float, p))))
+    return [_from_probs(card.labels, row, changes=dict(zip(changes, c)), params=dict(zip(names, p)))
             for row, c, p in zip(class_probs, change_probs, params)]
 
 

@@ -36,6 +36,8 @@ CHUNK = 64
 DECODE_THREADS = int(os.environ.get("ZOO_DECODE_THREADS", 0)) or os.cpu_count() or 1
 #: Per-item decode time from which images are decoded in parallel; below it Python's own work dominates.
 PARALLEL_DECODE_S = 0.001
+#: A chunk that prepares in less than this (arrays already at the input size) is prepared on the calling thread.
+INLINE_PREPARE_S = 0.001
 #: The feed that carries each pair's working views (or None: not refined) beside the graph's inputs.
 VIEWS = "zoo:align-views"
 T = TypeVar("T")
@@ -164,6 +166,13 @@ class Model:
         start = 0
         try:
             for chunk in _chunks(items, CHUNK):
+                if self._decode_seconds * len(chunk) < INLINE_PREPARE_S:
+                    # Cheaper than waking a worker thread, which may wait for a core the runtime's threads hold.
+                    while ahead:
+                        yield [prepared for future in ahead.popleft() for prepared in future.result()]
+                    yield self._prepare_slice(chunk, start, refine)
+                    start += len(chunk)
+                    continue
                 # Images that decode in under PARALLEL_DECODE_S spend it mostly in Python, holding the GIL:
                 # threads would only contend, so one thread decodes the whole chunk beside the session.
                 size = 1 if self._decode_seconds >= PARALLEL_DECODE_S else len(chunk)
@@ -202,16 +211,18 @@ class Model:
     def _prepare_item(self, item: ImageInput | Sequence[ImageInput], index: int,
                       refine: bool | None = None) -> dict[str, np.ndarray]:
         images = self._split(item, len(self.card.inputs), index)
-        if self.task.refine is None:
-            return {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
-                    for spec, image in zip(self.card.inputs, images)}
+        if self.task.refine is None or not (self.refine if refine is None else refine):
+            feeds = {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
+                     for spec, image in zip(self.card.inputs, images)}
+            if self.task.refine is not None:
+                feeds[VIEWS] = np.empty(1, dtype=object)  # None: not refined
+            return feeds
         # As `prepare` does, keeping the decoded images for the alignment's working views.
         decoded = [load_image(image, (spec.height, spec.width)) for spec, image in zip(self.card.inputs, images)]
         feeds = {spec.name: fit_to_input(image, spec.height, spec.width, spec.resize)[None]
                  for spec, image in zip(self.card.inputs, decoded)}
         feeds[VIEWS] = np.empty(1, dtype=object)
-        if self.refine if refine is None else refine:
-            feeds[VIEWS][0] = align.working_views(*decoded)
+        feeds[VIEWS][0] = align.working_views(*decoded)
         return feeds
 
     def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]],

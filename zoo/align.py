@@ -1,7 +1,7 @@
 """Refining the changer's estimate by aligning the two views directly (numpy only).
 
 The changer network reads 64×64 views and estimates the similarity between them (median angle error
-1.04° on the held-out pairs of docs/changer-refine-cpu.json, `python -m bench.changer`). Given
+1.06° on the held-out pairs of docs/changer-refine-cpu.json, `python -m bench.changer`). Given
 that estimate, `align` fits the four parameters again on the views themselves: Gauss–Newton on the
 grey levels, coarse to fine over three blur levels, with a gain and an offset fitted alongside (so
 brightness and contrast differences do not bias the fit), over the part of A that falls inside B.

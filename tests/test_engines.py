@@ -205,3 +205,34 @@ def test_a_damaged_graph_is_refused_before_openvino_compiles_it(tmp_path, monkey
     monkeypatch.setattr(engines, "OpenVINOSession", lambda *_: pytest.fail("compiled a damaged graph"))
     with pytest.raises(zoo.ModelFileError, match="model.onnx"):
         zoo.load(str(folder), runtime="openvino")
+
+
+def test_zoo_serve_answers_on_the_runtime_it_is_given():
+    """The API's batches run on OpenVINO when the server is started with runtime="openvino", with the labels
+    onnxruntime gives (the changer: concurrent pairs, some refined and some not, batched together)."""
+    import asyncio
+
+    import httpx
+
+    from zoo.serve import LocalModels, create_app
+
+    pair = sorted((zoo.EXAMPLES / "pair").glob("*.jpg"))
+    backend = LocalModels(device="cpu", runtime="openvino")
+    app = create_app(backend=backend)
+
+    async def scenario() -> list[dict]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            def post(refine: str):
+                return client.post("/v1/models/changer/predict", data={"refine": refine},
+                                   files=[("a", pair[0].read_bytes()), ("b", pair[1].read_bytes())])
+            answers = await asyncio.gather(*(post(refine) for refine in ("true", "false", "true")))
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
+        return [answer.json()["predictions"][0] for answer in answers]
+
+    served = asyncio.run(scenario())
+    assert asyncio.run(backend.model("changer")).runtime == "openvino"
+    reference = zoo.load("changer", runtime="onnxruntime")
+    for answer, refine in zip(served, (True, False, True)):
+        expected = reference.predict(*pair, refine=refine)
+        assert answer["label"] == expected.label
+        assert answer["params"]["angle"] == pytest.approx(expected.params["angle"], abs=0.5 if not refine else 0.05)

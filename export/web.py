@@ -149,6 +149,11 @@ def write_site(out: Path, names: list[str] | None = None) -> dict[str, object]:
     return catalog
 
 
+def _labels_note(figures: dict[str, float]) -> str:
+    """How many large JPEGs got zoo's label, where not all did."""
+    return "" if figures["agreement"] == 1 else f" ({figures['agreement']:.0%} zoo's label)"
+
+
 def figures_table(report: dict[str, object]) -> str:
     """The figures docs/runtimes.md shows of a report that tests/test_web.py wrote (ZOO_WEB_REPORT=FILE)."""
     backend = report["backend"]
@@ -167,7 +172,7 @@ def figures_table(report: dict[str, object]) -> str:
                      f"{timing['session_ms']:.0f} ms | {images['latency_ms_median']:.1f} ms | "
                      f"{figures['vector_gap']:.1e} | {images['agreement']:.1%} of {images['images']} | "
                      f"{images['max_prob_gap']:.1e} | {images['inputs_pixel_exact']:.1%} | "
-                     f"{images['runtime_max_prob_gap']:.1e} | {large['max_prob_gap']:.1e} |")
+                     f"{images['runtime_max_prob_gap']:.1e} | {large['max_prob_gap']:.1e}{_labels_note(large)} |")
     webgpu = [(name, f["webgpu_swiftshader"]) for name, f in report.items()
               if isinstance(f, dict) and "webgpu_swiftshader" in f]
     if webgpu:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo.engines import MAX_BF16_ACCURACY_LOSS
+from zoo.engines import bf16_loss_allowed
 
 #: zoo's onnxruntime session against the faster eager PyTorch form: at least 3x at batch 1, 1x at batch 64.
 MIN_SPEEDUP_B1, MIN_SPEEDUP_B64 = 3.0, 1.0
@@ -48,7 +48,7 @@ def keeps_accuracy(runtime: str, precision: str | None, bf16_loss: float | None)
     itself, OpenVINO in f32, or OpenVINO in bf16 where the card records at most that loss."""
     if runtime == "onnxruntime" or precision == "f32":
         return True
-    return precision == "bf16" and bf16_loss is not None and round(bf16_loss, 9) <= MAX_BF16_ACCURACY_LOSS
+    return precision == "bf16" and bf16_loss_allowed(bf16_loss)
 
 
 def goals(row: dict[str, Any]) -> dict[str, bool | None]:

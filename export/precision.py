@@ -19,10 +19,10 @@ import onnxruntime as ort
 
 from training.labelled import TEST_PAIRS_SEED
 from zoo.card import ModelCard
-from zoo.engines import MAX_BF16_ACCURACY_LOSS, OpenVINOSession
+from zoo.engines import OpenVINOSession, bf16_loss_allowed
 from zoo.files import GRAPH_FILE
 from zoo.onnxfile import self_contained
-from zoo.runtime import checked_card, session_options
+from zoo.runtime import checked_card, create_session
 from zoo.tasks import TASKS
 from zoo.timing import cpu_name
 
@@ -50,7 +50,7 @@ def measure_bf16(folder: Path, card: ModelCard) -> dict[str, Any]:
     if openvino.precision != "bf16":
         raise PrecisionError(f"this CPU has no bf16 (OpenVINO computes in {openvino.precision}); measure on a CPU "
                              "with AVX512-BF16 or AMX.")
-    session = ort.InferenceSession(model, session_options(0, card.session_config), providers=["CPUExecutionProvider"])
+    session, _ = create_session(folder / GRAPH_FILE, "cpu", 0, card.session_config)
     feeds, truth = labelled_inputs(card, "test", None, seed=TEST_PAIRS_SEED)
     probabilities = TASKS[card.task].probabilities
     predicted: dict[str, list[np.ndarray]] = {"reference": [], "bf16": []}
@@ -72,7 +72,6 @@ def record_bf16(folder: Path) -> dict[str, Any]:
     """Measure model `folder`'s bf16 accuracy and record it in its card (then re-stamped); returns the figures."""
     card = checked_card(folder)
     figures = measure_bf16(folder, card)
-    figures["used_by_auto"] = round(figures["reference_test_accuracy"] - figures["test_accuracy"], 9) \
-        <= MAX_BF16_ACCURACY_LOSS
+    figures["used_by_auto"] = bf16_loss_allowed(figures["reference_test_accuracy"] - figures["test_accuracy"])
     restamp(folder, replace(card, metrics={**card.metrics, "bf16": figures}))
     return figures

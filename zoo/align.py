@@ -293,7 +293,7 @@ def _stepped(p: np.ndarray, step: np.ndarray, changes: Sequence[bool] | None) ->
     where the scale leaves SCALE_BOUNDS)."""
     if changes is None:
         return p + step[:4]
-    log_scale, angle = math.log(math.hypot(p[0], p[1])), math.atan2(p[1], p[0])
+    log_scale, angle = _polar(p)
     k = 0
     if changes[2]:
         log_scale, k = log_scale + step[k], k + 1
@@ -302,14 +302,23 @@ def _stepped(p: np.ndarray, step: np.ndarray, changes: Sequence[bool] | None) ->
     shift = p[2:] + step[k:k + 2] if changes[0] else p[2:]
     if not math.log(SCALE_BOUNDS[0]) <= log_scale <= math.log(SCALE_BOUNDS[1]) or not math.isfinite(angle):
         return np.full(4, np.nan)  # no plausible fit: `_fit` gives up
-    return np.array([math.exp(log_scale) * math.cos(angle), math.exp(log_scale) * math.sin(angle), *shift])
+    return _from_polar(log_scale, angle, shift)
 
 
 def _held(p: np.ndarray, changes: Sequence[bool]) -> np.ndarray:
     """`p` with the changes absent from `changes` (displacement, rotation, scaling) set to none."""
-    log_scale = math.log(math.hypot(p[0], p[1])) if changes[2] else 0.0
-    angle = math.atan2(p[1], p[0]) if changes[1] else 0.0
-    shift = p[2:] if changes[0] else np.zeros(2)
+    log_scale, angle = _polar(p)
+    return _from_polar(log_scale if changes[2] else 0.0, angle if changes[1] else 0.0,
+                       p[2:] if changes[0] else np.zeros(2))
+
+
+def _polar(p: np.ndarray) -> tuple[float, float]:
+    """log s and θ (radians) of (a, b, tx, ty) = (s·cos θ, s·sin θ, tx, ty)."""
+    return math.log(math.hypot(p[0], p[1])), math.atan2(p[1], p[0])
+
+
+def _from_polar(log_scale: float, angle: float, shift: np.ndarray) -> np.ndarray:
+    """(a, b, tx, ty) from log s, θ (radians) and the shift."""
     return np.array([math.exp(log_scale) * math.cos(angle), math.exp(log_scale) * math.sin(angle), *shift])
 
 

@@ -53,7 +53,8 @@ class ModelCard:
     `test_accuracy`, `test_images`, `float32_test_accuracy`); the changer records `test_accuracy`,
     `train_accuracy`, `test` (with `pairs` and `per_class_accuracy`), `test_by_source`, `val`,
     `confusion_matrix` and `history`. Any model may record `bf16`: its test accuracy with its float layers
-    computed in bf16 beside onnxruntime's of the same graph (`reference_test_accuracy`), on the same split. What zoo itself reads is declared below as properties.
+    computed in bf16 beside onnxruntime's of the same graph (`reference_test_accuracy`), on the same split.
+    What zoo itself reads is declared below as properties.
 
     `license` names the licence of the model's code, weights and data (`License`); None only in cards written
     before cards carried it (`python -m export restamp NAME --license` fills it in from the provenance).

@@ -168,8 +168,7 @@ class Model:
             for chunk in _chunks(items, CHUNK):
                 if self._decode_seconds * len(chunk) < INLINE_PREPARE_S:
                     # Cheaper than waking a worker thread, which may wait for a core the runtime's threads hold.
-                    while ahead:
-                        yield [prepared for future in ahead.popleft() for prepared in future.result()]
+                    yield from _results(ahead)
                     yield self._prepare_slice(chunk, start, refine)
                     start += len(chunk)
                     continue
@@ -181,8 +180,7 @@ class Model:
                 start += len(chunk)
                 if len(ahead) == 2:
                     yield [prepared for future in ahead.popleft() for prepared in future.result()]
-            while ahead:
-                yield [prepared for future in ahead.popleft() for prepared in future.result()]
+            yield from _results(ahead)
         finally:
             for futures in ahead:  # a caller that stopped early
                 for future in futures:
@@ -211,18 +209,19 @@ class Model:
     def _prepare_item(self, item: ImageInput | Sequence[ImageInput], index: int,
                       refine: bool | None = None) -> dict[str, np.ndarray]:
         images = self._split(item, len(self.card.inputs), index)
-        if self.task.refine is None or not (self.refine if refine is None else refine):
+        refining = self.task.refine is not None and (self.refine if refine is None else refine)
+        if refining:
+            # As `prepare` does, keeping the decoded images for the alignment's working views.
+            decoded = [load_image(image, (spec.height, spec.width)) for spec, image in zip(self.card.inputs, images)]
+            feeds = {spec.name: fit_to_input(image, spec.height, spec.width, spec.resize)[None]
+                     for spec, image in zip(self.card.inputs, decoded)}
+        else:
             feeds = {spec.name: prepare(image, spec.height, spec.width, spec.resize)[None]
                      for spec, image in zip(self.card.inputs, images)}
-            if self.task.refine is not None:
-                feeds[VIEWS] = np.empty(1, dtype=object)  # None: not refined
-            return feeds
-        # As `prepare` does, keeping the decoded images for the alignment's working views.
-        decoded = [load_image(image, (spec.height, spec.width)) for spec, image in zip(self.card.inputs, images)]
-        feeds = {spec.name: fit_to_input(image, spec.height, spec.width, spec.resize)[None]
-                 for spec, image in zip(self.card.inputs, decoded)}
-        feeds[VIEWS] = np.empty(1, dtype=object)
-        feeds[VIEWS][0] = align.working_views(*decoded)
+        if self.task.refine is not None:
+            feeds[VIEWS] = np.empty(1, dtype=object)  # None: not refined
+            if refining:
+                feeds[VIEWS][0] = align.working_views(*decoded)
         return feeds
 
     def prepare_batch(self, items: Sequence[ImageInput | Sequence[ImageInput]],
@@ -247,6 +246,12 @@ class Model:
 def concatenated(feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Several `prepare_batch` results as one batch, in order."""
     return {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
+
+
+def _results(ahead: deque[list[Future]]) -> Iterator[list]:
+    """The chunks prepared ahead, in order, each once its futures are done (taken off `ahead` as they go)."""
+    while ahead:
+        yield [prepared for future in ahead.popleft() for prepared in future.result()]
 
 
 def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:

@@ -40,6 +40,22 @@ def cuda_driver_present() -> bool:
     return True
 
 
+@functools.cache
+def cpu_identity() -> tuple[str, tuple[str, ...]]:
+    """The CPU's model name and instruction-set flags (Linux's /proc/cpuinfo; elsewhere the platform module's
+    name and no flags), read once per process."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        return f"{platform.processor()} {platform.machine()} {sys.platform}", ()
+    lines = cpuinfo.read_text(errors="replace").splitlines()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor())
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return name, tuple(flags)
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -2,14 +2,13 @@
 benchmarks and the export gates (int8 speed) share it."""
 from __future__ import annotations
 
-import platform
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .model import CHUNK
+from .runtime import cpu_identity
 
 if TYPE_CHECKING:
     from zoo.card import ModelCard
@@ -67,10 +66,5 @@ def interleaved(runners: dict[str, Runner], card: ModelCard, rounds: int, iterat
 
 def cpu_name() -> str:
     """The CPU's model name, plus whether it has VNNI: int8 speed and, without VNNI, int8 accuracy depend on it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return platform.processor()
-    lines = cpuinfo.read_text().splitlines()
-    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    name, flags = cpu_identity()
     return f"{name} ({'VNNI' if {'avx512_vnni', 'avx_vnni'} & set(flags) else 'no VNNI'})"

@@ -83,8 +83,9 @@ def _nothing_beyond_the_loopback():
 
 
 #: Skip reasons that stand under CI: a browser or Node apt could not install, a GPU, WebGPU in headless Chromium, named
-#: pipes (not on Windows), and reports written only on request.
-SKIPS_ALLOWED_IN_CI = re.compile(r"chromium|node and npm|NVIDIA driver|WebGPU|named pipes|ZOO_WEB_REPORT", re.IGNORECASE)
+#: pipes (not on Windows), disk space free for the browser's cache, and reports written only on request.
+SKIPS_ALLOWED_IN_CI = re.compile(r"chromium|node and npm|NVIDIA driver|WebGPU|named pipes|space free|ZOO_WEB_REPORT",
+                                 re.IGNORECASE)
 
 
 def _fail_skips_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:

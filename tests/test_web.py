@@ -441,6 +441,31 @@ def test_predict_takes_a_url_a_blob_and_an_image_bitmap(page, server, data_folde
     assert kind and "URL, a Blob" in kind, kind
 
 
+def test_page_works_where_the_browser_keeps_nothing(server):
+    """A browser that refuses every cache write (Chromium does with under 2 GB of disk free; here a quota of one byte)
+    still runs the page and its models: they are only not kept for offline use."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(NO_BROWSER)
+    driver = _chromium()
+    try:
+        driver.execute_cdp_cmd("Storage.overrideQuotaForOrigin", {"origin": server, "quotaSize": 1})
+        driver.get(server + "/")
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
+        assert not driver.execute_script("return window.zooError"), driver.execute_script("return window.zooError")
+        image = base64.b64encode((zoo.EXAMPLES / "cifar10" / "ship.jpg").read_bytes()).decode()
+        got = call(driver, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
+            const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
+            const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
+        assert got == {"label": zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "ship.jpg").label,
+                       "from": "network"}
+        warnings = [entry["message"] for entry in driver.get_log("browser") if "not kept" in entry["message"]]
+        assert any("cnn" in message for message in warnings), warnings
+    finally:
+        driver.quit()
+
+
 #: Each tab after a prediction: (tab, the file inputs and the images they get, the models picked).
 TABS = [
     ("carplane", {"carplane-image-file": "cifar10/airplane.jpg"}, ["carplane-joint", "carplane-joint-int8", "carplane-linear",
@@ -604,6 +629,12 @@ def test_page_works_offline_once_loaded(page, server, data_folder):
     (It stops the server: the last test that needs it.)"""
     from selenium.webdriver.support.ui import WebDriverWait
 
+    kept = call(page, """const shell = (await caches.keys()).find((name) => name.startsWith('zoo-shell-'));
+        const urls = shell ? (await (await caches.open(shell)).keys()).map((r) => r.url) : [];
+        return urls.some((url) => url.endsWith('.wasm'));""")
+    if not kept:
+        pytest.skip("Chromium kept none of the site for offline use: its profile's disk has too little space free "
+                    "(it keeps 2 GB free)")
     server_stop()
     page.get(server + "/")
     try:

@@ -27,10 +27,13 @@ self.addEventListener('fetch', (event) => {
     const cached = await caches.match(request, { ignoreSearch: true });
     if (cached) return isolated(cached);
     const response = await fetch(request);
-    // Models are kept by the page itself (zoo.js), each once; everything else of the site here.
+    // Models are kept by the page itself (zoo.js), each once; everything else of the site here. Keeping is a
+    // bonus: a browser short of disk refuses the write (Chromium keeps 2 GB of the disk free), and the page
+    // still gets its file, it only will not work offline.
     if (response.ok && !new URL(request.url).pathname.includes('/models/')) {
-      const cache = await caches.open(SHELL);
-      await cache.put(request, response.clone());
+      const copy = response.clone();
+      event.waitUntil(caches.open(SHELL).then((cache) => cache.put(request, copy))
+        .catch((error) => console.warn(`${request.url} is not kept for offline use: ${error}`)));
     }
     return isolated(response);
   })());

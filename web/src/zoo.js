@@ -104,7 +104,11 @@ async function modelBytes(model) {
   if (loaded !== model.bytes) throw new Error(`${model.file} has ${loaded} bytes, models.json says ${model.bytes}; rebuild the site`);
   const digest = await sha256(bytes);
   if (digest && digest !== model.sha256) throw new Error(`${model.file} does not match its sha256 in models.json; rebuild the site`);
-  if (cache) await cache.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  // A browser short of disk refuses to keep the file: the model still runs, and is downloaded again next time.
+  if (cache) {
+    await cache.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }))
+      .catch((error) => console.warn(`${model.file} is not kept in the browser's cache: ${error}`));
+  }
   return { bytes, from: 'network' };
 }
 

@@ -105,7 +105,7 @@ def test_large_views_are_aligned_at_align_size_with_a_bounded_sample():
     a, b = pair_from_photo(PHOTO, 512, **truth)
     views = align.working_views(Image.fromarray(a).resize((4000, 3000)), Image.fromarray(b).resize((4000, 3000)))
     assert views[0].shape == (align.ALIGN_SIZE, align.ALIGN_SIZE)
-    level = align._Level(views[0].astype(np.float64), views[1].astype(np.float64), 1.0)
+    level = align._Level(views[0].astype(np.float64), views[1].astype(np.float64), 1.0, 1.0)
     assert level.a.size <= align.SAMPLED_SIDE ** 2
     rough = {"shift_x": 0.1, "shift_y": -0.05, "angle": 19.0, "scale": 1.04}
     fit = align.align(*align.working_views(Image.fromarray(a), Image.fromarray(b)), rough)
@@ -187,7 +187,7 @@ def test_a_fit_held_to_the_estimates_changes_fits_only_those():
     truth = {"shift_x": 0.0, "shift_y": 0.0, "angle": -28.2, "scale": 1.0}
     a, b = pair_from_photo(PHOTO, 64, **truth)
     views = [view.astype(np.float64) for view in align.working_views(Image.fromarray(a), Image.fromarray(b))]
-    levels = [align._level(*views, sigma) for sigma in align.BLUR_LEVELS]
+    levels = [align._ScaledLevel(*views, sigma) for sigma in align.BLUR_LEVELS]
     rough = align._to_vector({"shift_x": 0.03, "shift_y": -0.02, "angle": -24.0, "scale": 1.05})
     rotation = (False, True, False)
     fit = align._to_params(align._fit(levels, align._held(rough, rotation), changes=rotation))
@@ -216,15 +216,18 @@ def test_a_label_changing_fit_must_beat_the_fit_held_to_the_networks_changes(mon
     assert held.params["shift_x"] == held.params["shift_y"] == 0.0
 
 
-def test_a_start_far_from_the_truth_is_found_by_the_search_grid(monkeypatch):
-    """The network misses a large rotation and scaling: none of the other starts reaches their basin, but a
-    rotation and scale of SEARCH_GRID does (without it, the network's estimate stands)."""
+def test_a_start_far_from_the_truth_is_found_by_the_search():
+    """The network misses a large rotation and scaling: the fit still finds them, and the search grid's best
+    rotations and scales include one a grid step from the truth."""
     truth = {"shift_x": 0.05, "shift_y": -0.03, "angle": 28.0, "scale": 1.45}
     a, b = pair_from_photo(PHOTO, 64, **truth)
-    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
-    network = {"shift_x": 0.0, "shift_y": 0.0, "angle": 2.0, "scale": 1.05}
+    views = [view.astype(np.float64) for view in align.working_views(Image.fromarray(a), Image.fromarray(b))]
+    network = {"shift_x": 0.0, "shift_y": 0.0, "angle": -25.0, "scale": 0.7}
     fit = align.align(*views, network, (True, True, True))
     assert fit.refined and angle_error(fit.params, truth) <= 0.05
     assert abs(math.log(fit.params["scale"] / truth["scale"])) <= 0.002
-    monkeypatch.setattr(align, "SEARCH_STARTS", 0)
-    assert align.align(*views, network, (True, True, True)).refined is False
+    coarsest = align._ScaledLevel(*views, align.BLUR_LEVELS[0])
+    grid = [align._to_params(p) for p, searched in align._starts(*views, align._to_vector(network), coarsest) if searched]
+    assert len(grid) == align.SEARCH_STARTS
+    assert any(abs(g["angle"] - truth["angle"]) <= 10 and abs(math.log(g["scale"] / truth["scale"])) <= math.log(1.2)
+               for g in grid), grid

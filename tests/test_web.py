@@ -147,21 +147,40 @@ def _chromium(extra: tuple[str, ...] = ()):
     return driver
 
 
-@pytest.fixture(scope="module")
-def page(server):
+def _open_site(driver, server: str, wait: float = 120) -> None:
+    """Load the site and wait for its script to be ready; an error it reports at start-up fails the test."""
     from selenium.webdriver.support.ui import WebDriverWait
 
+    driver.get(server + "/")
+    try:
+        WebDriverWait(driver, wait).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
+    except Exception:
+        print(driver.page_source[:3000]); print(driver.get_log("browser")); raise
+    assert not driver.execute_script("return window.zooError"), driver.execute_script("return window.zooError")
+
+
+@pytest.fixture(scope="module")
+def page(server):
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip(NO_BROWSER)
 
     driver = _chromium()
     try:
-        driver.get(server + "/")
-        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
-        assert not driver.execute_script("return window.zooError"), driver.execute_script("return window.zooError")
+        _open_site(driver, server)
         yield driver
     finally:
         driver.quit()
+
+
+SHIP = zoo.EXAMPLES / "cifar10" / "ship.jpg"
+
+
+def _ship_in_the_page(driver) -> dict:
+    """The page's `cnn` label for SHIP (given as a Blob) and where its model came from ('network' or 'cache')."""
+    image = base64.b64encode(SHIP.read_bytes()).decode()
+    return call(driver, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
+        const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
+        const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
 
 
 def call(driver, script: str, *args):
@@ -442,24 +461,16 @@ def test_predict_takes_a_url_a_blob_and_an_image_bitmap(page, server, data_folde
 
 
 def test_page_works_where_the_browser_keeps_nothing(server):
-    """A browser that refuses every cache write (Chromium does with under 2 GB of disk free; here a quota of one byte)
-    still runs the page and its models: they are only not kept for offline use."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
+    """A browser that refuses every cache write (Chromium on a disk with too little space free; here a quota of one
+    byte) still runs the page and its models: they are only not kept for offline use."""
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip(NO_BROWSER)
     driver = _chromium()
     try:
         driver.execute_cdp_cmd("Storage.overrideQuotaForOrigin", {"origin": server, "quotaSize": 1})
-        driver.get(server + "/")
-        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
-        assert not driver.execute_script("return window.zooError"), driver.execute_script("return window.zooError")
-        image = base64.b64encode((zoo.EXAMPLES / "cifar10" / "ship.jpg").read_bytes()).decode()
-        got = call(driver, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
-            const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
-            const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
-        assert got == {"label": zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "ship.jpg").label,
-                       "from": "network"}
+        _open_site(driver, server)
+        got = _ship_in_the_page(driver)
+        assert got == {"label": zoo.load("cnn", device="cpu").predict(SHIP).label, "from": "network"}
         warnings = [entry["message"] for entry in driver.get_log("browser") if "not kept" in entry["message"]]
         assert any("cnn" in message for message in warnings), warnings
     finally:
@@ -627,26 +638,16 @@ def test_webgpu_build_runs_the_vectors(server):
 def test_page_works_offline_once_loaded(page, server, data_folder):
     """With the server gone, the page reloads from the browser and predicts with a model it loaded before.
     (It stops the server: the last test that needs it.)"""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     kept = call(page, """const shell = (await caches.keys()).find((name) => name.startsWith('zoo-shell-'));
         const urls = shell ? (await (await caches.open(shell)).keys()).map((r) => r.url) : [];
         return urls.some((url) => url.endsWith('.wasm'));""")
     if not kept:
         pytest.skip("Chromium kept none of the site for offline use: its profile's disk has too little space free "
-                    "(it keeps 2 GB free)")
+                    "(a few GB; on a 300 GB disk, 3.4 GB free was too little and 5 GB enough)")
     server_stop()
-    page.get(server + "/")
-    try:
-        WebDriverWait(page, 60).until(lambda d: d.execute_script("return window.zooReady || window.zooError"))
-    except Exception:
-        print(page.page_source[:3000]); print(page.get_log("browser")); raise
-    assert not page.execute_script("return window.zooError")
-    image = base64.b64encode((zoo.EXAMPLES / "cifar10" / "ship.jpg").read_bytes()).decode()
-    got = call(page, """const bytes = Uint8Array.from(atob(args[0]), (c) => c.charCodeAt(0));
-        const p = await zoo.predict('cnn', new Blob([bytes], {type: 'image/jpeg'}));
-        const {from} = await zoo.load('cnn'); return {label: p.label, from};""", image)
-    assert got == {"label": zoo.load("cnn", device="cpu").predict(zoo.EXAMPLES / "cifar10" / "ship.jpg").label, "from": "cache"}
+    _open_site(page, server, wait=60)
+    got = _ship_in_the_page(page)
+    assert got == {"label": zoo.load("cnn", device="cpu").predict(SHIP).label, "from": "cache"}
 
 
 def _cpu() -> str:

@@ -282,14 +282,21 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> float:
     return float((x * y).sum()) / denominator if denominator > 0 else 0.0
 
 
+def _correlation(level: _Level, p: np.ndarray, points: np.ndarray) -> float | None:
+    """The normalised cross-correlation of A and B under `p` over A's sample `points` (a mask); None where fewer
+    than 16."""
+    if points.sum() < 16:
+        return None
+    return _ncc(level.a[points], level.sample(p, points)[:, 0])
+
+
 def _score(level: _Level, p: np.ndarray) -> tuple[float, float]:
     """(score, overlap) of parameters `p` at `level`: the overlap is the smaller of the fractions of A and of B
     that the other view shows (of B: A's fraction times s², where s < 1 shrinks A into part of B)."""
     inside = level.inside(p)
     overlap = float(inside.mean()) * min(1.0, float(p[0] ** 2 + p[1] ** 2))
-    if inside.sum() < 16:
-        return 0.0, overlap
-    return _ncc(level.a[inside], level.sample(p, inside)[:, 0]), overlap
+    score = _correlation(level, p, inside)
+    return (0.0 if score is None else score), overlap
 
 
 def _texture(level: _Level, p: np.ndarray) -> float:
@@ -362,18 +369,17 @@ def _from_polar(log_scale: float, angle: float, shift: np.ndarray) -> np.ndarray
     return np.array([math.exp(log_scale) * math.cos(angle), math.exp(log_scale) * math.sin(angle), *shift])
 
 
-def _correlation(level: _Level, p: np.ndarray, mask: np.ndarray) -> float:
-    """The normalised cross-correlation of A and B under `p` over the points of `mask` that fall inside B (-1
-    where fewer than 16 do): what a step of `_fit` must raise."""
-    inside = mask & level.inside(p)
-    if inside.sum() < 16:
-        return -1.0
-    return _ncc(level.a[inside], level.sample(p, inside)[:, 0])
+def _raised(level: _Level, p: np.ndarray, mask: np.ndarray) -> float:
+    """What a step of `_fit` must raise: the correlation over the points of `mask` that fall inside B under `p`
+    (-1 where fewer than 16 do)."""
+    value = _correlation(level, p, mask & level.inside(p))
+    return -1.0 if value is None else value
 
 
 def _fit(levels: Sequence[_ScaledLevel], p: np.ndarray, changes: Sequence[bool] | None = None) -> np.ndarray | None:
-    """Damped Gauss–Newton from `p` through the levels, coarse to fine (the last fitted to STEP_TOLERANCE); None
-    where it leaves SCALE_BOUNDS, loses the overlap or does not converge. `changes` (displacement, rotation,
+    """Damped Gauss–Newton from `p` through the levels, coarse to fine (the last fitted to STEP_TOLERANCE); a step
+    that would leave SCALE_BOUNDS is refused like one that lowers the correlation. None where fewer than 16 points
+    remain, the system is singular, or the last level does not converge. `changes` (displacement, rotation,
     scaling): fit only those, the others held where `p` has them (`_held`); None: all four parameters free."""
     if changes is not None and not any(changes):
         return p
@@ -388,7 +394,7 @@ def _fit(levels: Sequence[_ScaledLevel], p: np.ndarray, changes: Sequence[bool] 
                     mask = level.inside(p, margin=max(1.0, EDGE_MARGIN * level.sigma_b)) & level.interior
                     if mask.sum() < 16:
                         return None
-                    current, damping = _correlation(level, p, mask), 0.0
+                    current, damping = _raised(level, p, mask), 0.0
                 jacobian, residual = level.system(p, mask)
                 if changes is not None:
                     jacobian = jacobian @ _chain(p, changes)
@@ -402,7 +408,7 @@ def _fit(levels: Sequence[_ScaledLevel], p: np.ndarray, changes: Sequence[bool] 
                     candidate = _stepped(p, step, changes)
                     if np.all(np.isfinite(candidate)) \
                             and SCALE_BOUNDS[0] <= math.hypot(candidate[0], candidate[1]) <= SCALE_BOUNDS[1]:
-                        value = _correlation(level, candidate, mask)
+                        value = _raised(level, candidate, mask)
                         if value >= current:
                             p, current, damping = candidate, value, damping / 10
                             break
@@ -489,7 +495,7 @@ def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float],
     n = view_a.shape[0]
     start = _to_vector(params)
     levels = [_ScaledLevel(view_a, view_b, sigma * n / 64) for sigma in BLUR_LEVELS]
-    finest = _level(view_a, view_b, BLUR_LEVELS[-1] * n / 64)  # scores: the same blur for every fit
+    finest = levels[-1](np.array([1.0, 0.0, 0.0, 0.0]))  # scores: the same blur (at scale 1) for every fit
     start_score, _ = _score(finest, start)
     changes = changes_present(params) if changes is None else tuple(map(bool, changes))
 

@@ -7,7 +7,8 @@ jitter, noise and JPEG re-encoding on B) over CIFAR-10's test split and the Calt
 bucket, half from each, seeded as training/train_changer.py seeds its test pairs. Reported for both: median
 and p90 of the angle error (degrees), the shift error (fraction of the side) and |log scale| error (over the pairs
 where that change is present, as the card's test metrics; also over all pairs), label accuracy overall, per class
-and where the alignment held or not, and the cost per pair (64×64 pairs, and 12-megapixel JPEG pairs, whose median
+and where the alignment held or not, on the pairs where both views show something and on those where one is blank
+(`blank_views`), and the cost per pair (64×64 pairs, and 12-megapixel JPEG pairs, whose median
 errors against their known change are reported too). `--split val` (with its own `--seed`) runs on pairs from the
 validation sources instead, for choosing settings such as `--min-texture` without the test pairs.
 """
@@ -37,6 +38,9 @@ TEST_SEED = 2
 #: The source images of each split's pairs (training/changer_data.py).
 SPLITS = {"test": "CIFAR-10 test + Caltech-101 subset test bucket",
           "val": "CIFAR-10 train (1 of every 20) + Caltech-101 subset val bucket"}
+#: A view is blank where its grey levels (0-255, as `zoo.align` reads them) vary by less than this standard deviation,
+#: the largest noise σ the pairs add to B: a uniform patch (a white background, say) shows no change whatever it is.
+BLANK_STD = 2.0
 
 
 def errors(params: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
@@ -62,11 +66,15 @@ def summary(predictions: list[zoo.Prediction], truth: np.ndarray, labels: np.nda
     for key, values in per_pair.items():
         out[f"median_{key}_error_all_pairs"] = float(np.median(values))
         out[f"p90_{key}_error_all_pairs"] = float(np.percentile(values, 90))
-    correct = predicted == labels
-    out["label_accuracy"] = float(correct.mean())
-    out["per_class_accuracy"] = {name: float(correct[labels == k].mean()) for k, name in enumerate(names)}
-    out["worst_class_accuracy"] = min(out["per_class_accuracy"].values())  # type: ignore[type-var]
+    out.update(label_figures(predicted == labels, labels, names))
     return out
+
+
+def label_figures(correct: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> dict[str, object]:
+    """Label accuracy overall, per class (those present) and of the worst class, from per-pair `correct`."""
+    per_class = {name: float(correct[labels == k].mean()) for k, name in enumerate(names) if (labels == k).any()}
+    return {"label_accuracy": float(correct.mean()), "per_class_accuracy": per_class,
+            "worst_class_accuracy": min(per_class.values())}
 
 
 def by_outcome(predictions: list[zoo.Prediction], labels: np.ndarray, names: tuple[str, ...]) -> dict[str, object]:
@@ -119,6 +127,27 @@ def medians(predictions: list[zoo.Prediction], truth: np.ndarray) -> dict[str, f
     return {f"median_{key}_error": float(np.median(values)) for key, values in errors(params, truth).items()}
 
 
+def blank_views(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair of uint8 views (N, H, W, 3): whether either view is blank (BLANK_STD), read as `zoo.align` reads it."""
+    return np.array([min(float(view.std()) for view in align.working_views(Image.fromarray(x), Image.fromarray(y)))
+                     < BLANK_STD for x, y in zip(a, b)])
+
+
+def by_content(network: list[zoo.Prediction], refined: list[zoo.Prediction], labels: np.ndarray,
+               names: tuple[str, ...], blank: np.ndarray) -> dict[str, object]:
+    """Label figures of the network alone and refined, over the pairs where both views show something and over
+    those where one is blank (`blank_views`: no pixels can tell the change there)."""
+    out: dict[str, object] = {"blank_std": BLANK_STD}
+    for name, mask in (("both_views_show_content", ~blank), ("a_view_blank", blank)):
+        entry: dict[str, object] = {"pairs": int(mask.sum())}
+        if mask.any():
+            for key, predictions in (("network", network), ("refined", refined)):
+                correct = np.array([names.index(p.label) for p in predictions]) == labels
+                entry[key] = label_figures(correct[mask], labels[mask], names)
+        out[name] = entry
+    return out
+
+
 def seconds_per_pair(model: zoo.Model, items: list, refine: bool, repeat: int = 1) -> float:
     best = math.inf
     for _ in range(repeat):
@@ -163,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "refined": summary(refined, pairs.params, pairs.labels, names),
         "refined_fraction": float(np.mean([bool(p.refined) for p in refined])),
         "labels_by_outcome": by_outcome(refined, pairs.labels, names),
+        "labels_by_content": by_content(network, refined, pairs.labels, names, blank_views(pairs.a, pairs.b)),
     }
     rng = np.random.default_rng(0)
     small = items[:200]

@@ -124,6 +124,16 @@ def refinement_lines(r: dict) -> list[str]:
             f"{_pct(outcome['fallback']['label_accuracy'])})."
             if outcome and outcome["fallback"]["pairs"] else "; elsewhere the network's estimate stands.")
     lines += ["", f"The alignment held on {_pct(r['refined_fraction'])} of the pairs{held}"]
+    content = r.get("labels_by_content")
+    if content and content["a_view_blank"]["pairs"]:
+        shown, blank = content["both_views_show_content"], content["a_view_blank"]
+        lines += ["", f"On {blank['pairs']} of the pairs one view is blank (its grey levels vary by less than "
+                      f"{content['blank_std']:g} of 255: a uniform patch, such as a white background, shows no change "
+                      f"whatever it is); label accuracy there is {_pct(blank['refined']['label_accuracy'])}. On the "
+                      f"other {shown['pairs']}, where both views show something, it is "
+                      f"{_pct(shown['network']['label_accuracy'])} for the network alone and "
+                      f"{_pct(shown['refined']['label_accuracy'])} refined (worst class "
+                      f"{_pct(shown['refined']['worst_class_accuracy'])})."]
     large = cost["pairs_12mp"]
     if "refined" in large:
         n, f = large["network"], large["refined"]

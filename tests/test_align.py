@@ -163,6 +163,31 @@ def test_the_card_records_the_committed_evaluation_and_it_meets_the_precision_go
         assert refined[f"p90_{key}_error"] < network[f"p90_{key}_error"]
     assert refined["label_accuracy"] > network["label_accuracy"]
     assert refined["worst_class_accuracy"] >= 0.98
+    content = run["labels_by_content"]
+    assert content["both_views_show_content"]["pairs"] + content["a_view_blank"]["pairs"] == run["pairs"]
+
+
+def test_the_evaluation_tells_pairs_with_a_blank_view_apart(model):
+    """bench.changer splits its label figures by whether a view is blank: a uniform patch, even with B's noise, is
+    blank; a photo is not; the two parts hold every pair once."""
+    from bench.changer import BLANK_STD, blank_views, by_content
+
+    photo = np.asarray(PHOTO.resize((64, 64)))
+    white = np.full((64, 64, 3), 255, dtype=np.uint8)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(230 + rng.normal(0, BLANK_STD / 2, white.shape), 0, 255).astype(np.uint8)
+    a = np.stack([photo, photo, white])
+    b = np.stack([np.roll(photo, 5, axis=1), noisy, photo])
+    blank = blank_views(a, b)
+    assert blank.tolist() == [False, True, True]
+    predictions = model.predict_batch(list(zip(a, b)), refine=False)
+    labels = np.array([model.labels.index(p.label) for p in predictions])
+    labels[2] = (labels[2] + 1) % len(model.labels)  # one blank pair labelled wrong
+    split = by_content(predictions, predictions, labels, model.labels, blank)
+    shown, blank_part = split["both_views_show_content"], split["a_view_blank"]
+    assert (shown["pairs"], blank_part["pairs"]) == (1, 2)
+    assert shown["refined"]["label_accuracy"] == 1.0
+    assert blank_part["network"]["label_accuracy"] == 0.5
 
 
 def test_the_refined_label_follows_the_refined_params_not_the_networks_label(model):

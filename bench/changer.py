@@ -1,6 +1,6 @@
 """python -m bench.changer --data DIR [--pairs N] [--large N] [--json FILE] [--split test|val] [--seed N]
-[--min-texture T]: the changer's network alone against its estimate refined by aligning the views (`zoo.align`), on
-the same held-out test pairs, in one run.
+[--source cifar10|caltech101] [--min-texture T]: the changer's network alone against its estimate refined by
+aligning the views (`zoo.align`), on the same held-out test pairs, in one run.
 
 The pairs are the project's test pairs: training/pairs.py's generator (all 8 classes, brightness/contrast
 jitter, noise and JPEG re-encoding on B) over CIFAR-10's test split and the Caltech-101 subset's test
@@ -86,14 +86,15 @@ def by_outcome(predictions: list[zoo.Prediction], labels: np.ndarray, names: tup
             for name, mask in (("refined", held), ("fallback", ~held))}
 
 
-def test_pairs(data: Path, pairs: int, split: str = "test", seed: int = TEST_SEED):
-    """`pairs` generated pairs, half from each source's `split`, seeded [seed, source index]."""
+def test_pairs(data: Path, pairs: int, split: str = "test", seed: int = TEST_SEED, source: str | None = None):
+    """`pairs` generated pairs, an equal share from each source's `split` (or all from `source`), seeded
+    [seed, source index]."""
     from training.changer_data import source_images, source_sets  # noqa: PLC0415 - torch, only here
     from training.pairs import Pairs, make_pairs  # noqa: PLC0415
 
     sources = source_images(source_sets(str(data), split))
-    return Pairs.concat([make_pairs(images, pairs // len(sources), 64, [seed, k])
-                         for k, images in enumerate(sources.values())])
+    chosen = [(k, images) for k, (name, images) in enumerate(sources.items()) if source in (None, name)]
+    return Pairs.concat([make_pairs(images, pairs // len(chosen), 64, [seed, k]) for k, images in chosen])
 
 
 def twelve_megapixel_pairs(data: Path, count: int, rng: np.random.Generator
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="source images of the pairs (default test; val: for choosing settings)")
     parser.add_argument("--seed", type=int, default=TEST_SEED, help=f"pairs seeded [SEED, source] (default {TEST_SEED})")
+    parser.add_argument("--source", choices=("cifar10", "caltech101"),
+                        help="all pairs from this source set (default: half from each)")
     parser.add_argument("--min-texture", type=float, default=align.MIN_TEXTURE,
                         help=f"zoo.align.MIN_TEXTURE for this run (default {align.MIN_TEXTURE})")
     args = parser.parse_args(argv)
@@ -177,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.train_changer import TEST_PAIRS_PER_SOURCE  # noqa: PLC0415 - torch, only here
 
         args.pairs = 2 * TEST_PAIRS_PER_SOURCE
-    pairs = test_pairs(data, args.pairs, args.split, args.seed)
+    pairs = test_pairs(data, args.pairs, args.split, args.seed, args.source)
     items = list(zip(pairs.a, pairs.b))
     names = model.labels
     network = model.predict_batch(items, refine=False)
@@ -185,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {
         "pairs": len(items),
         "data": f"training/pairs.py {args.split} pairs (seed [{args.seed}, source]) from {SPLITS[args.split]}, "
-                "half each; B with brightness/contrast ±10%, noise σ ≤ 2/255, JPEG quality 70-95",
+                + (f"{args.source} only" if args.source else "half each")
+                + "; B with brightness/contrast ±10%, noise σ ≤ 2/255, JPEG quality 70-95",
         "command": " ".join(["python -m bench.changer", *(sys.argv[1:] if argv is None else argv)]),
         "align_size": align.ALIGN_SIZE,
         "network": summary(network, pairs.params, pairs.labels, names),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 import zoo
 from zoo import align
@@ -165,6 +165,26 @@ def test_the_card_records_the_committed_evaluation_and_it_meets_the_precision_go
     assert refined["worst_class_accuracy"] >= 0.98
     content = run["labels_by_content"]
     assert content["both_views_show_content"]["pairs"] + content["a_view_blank"]["pairs"] == run["pairs"]
+
+
+@pytest.mark.parametrize("background, softness, gain, offset", [(245, 6, 1.08, 8), (250, 8, 1.05, 10)])
+def test_a_view_brightened_until_its_background_clips_keeps_its_scale(background, softness, gain, offset):
+    """Soft shapes on a near-white background, B brighter so that the background clips at 255: the clipped edges
+    must not be fitted as a zoom (the rotation stays a rotation)."""
+    source = Image.new("L", (256, 256), background)
+    draw = ImageDraw.Draw(source)
+    draw.ellipse((100, 150, 250, 260), fill=60)
+    draw.ellipse((30, 40, 70, 70), fill=140)
+    source = source.filter(ImageFilter.GaussianBlur(softness)).convert("RGB")
+    truth = {"shift_x": 0.0, "shift_y": 0.0, "angle": 18.0, "scale": 1.0}
+    a, b = pair_from_photo(source, 64, **truth)
+    b = np.clip(np.asarray(b, np.float64) * gain + offset, 0, 255).astype(np.uint8)
+    views = align.working_views(Image.fromarray(np.asarray(a)), Image.fromarray(b))
+    assert (views[1] >= align.SATURATED[1]).mean() > 0.7  # most of B is clipped white
+    fit = align.align(*views, {"shift_x": 0.02, "shift_y": -0.02, "angle": 16.0, "scale": 1.05}, (False, True, False))
+    assert fit.refined
+    assert align.label_from_params(fit.params) == "rotation"
+    assert abs(math.log(fit.params["scale"])) < 0.03 and angle_error(fit.params, truth) < 1.5
 
 
 def test_the_evaluation_tells_pairs_with_a_blank_view_apart(model):

@@ -167,17 +167,21 @@ def test_the_card_records_the_committed_evaluation_and_it_meets_the_precision_go
     assert content["both_views_show_content"]["pairs"] + content["a_view_blank"]["pairs"] == run["pairs"]
 
 
-@pytest.mark.parametrize("background, softness, gain, offset", [(245, 6, 1.08, 8), (250, 8, 1.05, 10)])
-def test_a_view_brightened_until_its_background_clips_keeps_its_scale(background, softness, gain, offset):
-    """Soft shapes on a near-white background, B brighter so that the background clips at 255: the clipped edges
-    must not be fitted as a zoom (the rotation stays a rotation)."""
+def white_background_source(background: int, softness: float) -> Image.Image:
+    """Soft shapes on a plain light background, as photographs of objects on white are."""
     source = Image.new("L", (256, 256), background)
     draw = ImageDraw.Draw(source)
     draw.ellipse((100, 150, 250, 260), fill=60)
     draw.ellipse((30, 40, 70, 70), fill=140)
-    source = source.filter(ImageFilter.GaussianBlur(softness)).convert("RGB")
+    return source.filter(ImageFilter.GaussianBlur(softness)).convert("RGB")
+
+
+@pytest.mark.parametrize("background, softness, gain, offset", [(245, 6, 1.08, 8), (250, 8, 1.05, 10)])
+def test_a_view_brightened_until_its_background_clips_keeps_its_scale(background, softness, gain, offset):
+    """Soft shapes on a near-white background, B brighter so that the background clips at 255: the clipped edges
+    must not be fitted as a zoom (the rotation stays a rotation)."""
     truth = {"shift_x": 0.0, "shift_y": 0.0, "angle": 18.0, "scale": 1.0}
-    a, b = pair_from_photo(source, 64, **truth)
+    a, b = pair_from_photo(white_background_source(background, softness), 64, **truth)
     b = np.clip(np.asarray(b, np.float64) * gain + offset, 0, 255).astype(np.uint8)
     views = align.working_views(Image.fromarray(np.asarray(a)), Image.fromarray(b))
     assert (views[1] >= align.SATURATED[1]).mean() > 0.7  # most of B is clipped white
@@ -276,3 +280,24 @@ def test_a_start_far_from_the_truth_is_found_by_the_search():
     assert len(grid) == align.SEARCH_STARTS
     assert any(abs(g["angle"] - truth["angle"]) <= 10 and abs(math.log(g["scale"] / truth["scale"])) <= math.log(1.2)
                for g in grid), grid
+
+
+@pytest.mark.parametrize("on_white, estimate, changes, searched", [
+    (True, {"shift_x": 0.0, "shift_y": 0.0, "angle": 0.0, "scale": 1.0}, (False, False, False), True),
+    (True, {"shift_x": 0.0, "shift_y": 0.0, "angle": 19.0, "scale": 1.0}, (False, True, False), False),
+    (False, {"shift_x": 0.0, "shift_y": 0.0, "angle": 0.0, "scale": 1.0}, (False, False, False), False),
+])
+def test_a_good_fit_that_changes_the_label_on_a_clipped_background_is_checked_against_other_starts(
+        monkeypatch, on_white, estimate, changes, searched):
+    """On views mostly saturated (SEARCH_SATURATED), a fit from the estimate that scores above GOOD_SCORE still
+    sends the search out where its changes are not the estimate's; where they agree, or on a photo, it stands."""
+    truth = {"shift_x": 0.0, "shift_y": 0.0, "angle": 20.0, "scale": 1.0}
+    a, b = pair_from_photo(white_background_source(255, 6) if on_white else PHOTO, 64, **truth)
+    views = align.working_views(Image.fromarray(a), Image.fromarray(b))
+    assert (max(float(align._saturated(view).mean()) for view in views) >= align.SEARCH_SATURATED) == on_white
+    calls = []
+    starts = align._starts
+    monkeypatch.setattr(align, "_starts", lambda *args: calls.append(args) or starts(*args))
+    fit = align.align(*views, estimate, changes)
+    assert fit.score >= align.GOOD_SCORE and angle_error(fit.params, truth) < 0.5
+    assert bool(calls) == searched

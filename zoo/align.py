@@ -17,20 +17,20 @@ resampled to the same working side, at most ALIGN_SIZE pixels (`working_views`).
 In these coordinates the warp is linear in (a, b, tx, ty) = (s·cos θ, s·sin θ, tx, ty):
     B's point = [[a, b], [−b, a]]·u + t    (u: A's point as a fraction of the side, from the centre).
 
-The fit starts from the given estimate; where that does not reach GOOD_SCORE, other starts (the estimate's
-rotation and scale, no change, and the rotations and scales of SEARCH_GRID that score best, each with the
-shift found by phase correlation) are fitted too, each from the coarsest level and from the next, and the
-best fit stands. Where the best fit's changes (`changes_present`) are not the estimate's, or no fit is found, the
-similarity is fitted again with only the estimate's changes free and the others held at none (no shift, no
-rotation, scale 1; fitted in log scale, angle and shift, `_chain`): a choice between two models, the free fit
-standing only where it scores at least LABEL_MARGIN better, so that a fit which adds or drops a change must
-earn it. The estimate's changes are those of its parameters, or those `align` is given (zoo gives those of
-the network's label). The chosen fit is accepted (`Alignment.refined`) only where it converged, A and B
-overlap on at least MIN_OVERLAP of each view, its score (the normalised cross-correlation of A and the aligned B over
-that overlap) is at least MIN_SCORE and no worse than the starting estimate's (within SCORE_TOLERANCE), and
-its overlap's texture (`Alignment.texture`) is at least MIN_TEXTURE; otherwise the starting estimate stands.
-numpy and Pillow only: use it without the rest of zoo as `refine_pair(path_a, path_b, params)`, or
-copy this file (`refine_pair` alone imports zoo's decoder).
+The fit starts from the given estimate; where that does not reach GOOD_SCORE (or, on views largely saturated,
+SEARCH_SATURATED, its changes (`changes_present`) are not the estimate's), other starts (the estimate's rotation
+and scale, no change, and the rotations and scales of SEARCH_GRID that score best, each with the shift found by
+phase correlation) are fitted too, each from the coarsest level and from the next, and the best fit stands. Where
+the best fit's changes (`changes_present`) are not the estimate's, or no fit is found, the similarity is fitted
+again with only the estimate's changes free and the others held at none (no shift, no rotation, scale 1; fitted in
+log scale, angle and shift, `_chain`): a choice between two models, the free fit standing only where it scores at
+least LABEL_MARGIN better, so that a fit which adds or drops a change must earn it. The estimate's changes are
+those of its parameters, or those `align` is given (zoo gives those of the network's label). The chosen fit is
+accepted (`Alignment.refined`) only where it converged, A and B overlap on at least MIN_OVERLAP of each view, its
+score (the normalised cross-correlation of A and the aligned B over that overlap) is at least MIN_SCORE and no
+worse than the starting estimate's (within SCORE_TOLERANCE), and its overlap's texture (`Alignment.texture`) is at
+least MIN_TEXTURE; otherwise the starting estimate stands. numpy and Pillow only: use it without the rest of zoo
+as `refine_pair(path_a, path_b, params)`, or copy this file (`refine_pair` alone imports zoo's decoder).
 """
 from __future__ import annotations
 
@@ -117,6 +117,14 @@ SEARCH_GRID = ((-30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0), (0.7, 0.85, 1.0, 1.
 #: 3 starts 27. The search runs on the few pairs the estimate's fit leaves below GOOD_SCORE: its cost over all
 #: pairs is a few percent.
 SEARCH_STARTS = 3
+#: Where at least this fraction of either view is saturated (SATURATED: a clipped white background, say), a fit
+#: from the estimate that changes the estimate's changes is searched too, whatever it scores: there a wrong fit
+#: near the estimate can score above GOOD_SCORE. Chosen on validation pairs (`python -m bench.changer --split val
+#: --large 0`, seeds 11-14, and `--source caltech101`, seeds 21 and 22): 62 and 45 pairs wrong without, 61 and 41
+#: with, every pair it changed having a view at least 70% saturated. 0 (searching wherever the fit changes them)
+#: gives the same labels and more than triples the alignment's cost on 12-megapixel photos (`python -m
+#: bench.changer`: 13.6 to 46.7 ms a pair), whose changes often straddle the labels' thresholds.
+SEARCH_SATURATED = 0.5
 
 #: Labels from parameters: a change is present when it exceeds half its smallest generated magnitude
 #: (training/pairs.py: |t| ≥ 0.10 of the side, |θ| ≥ 15°, s or 1/s ≥ 1.2).
@@ -522,8 +530,8 @@ def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float],
     of the same side (`working_views`). Returns the refined parameters, or `params` unchanged where the fit
     fails, scores worse or rests on an overlap flatter than MIN_TEXTURE (see the module's docstring).
 
-    The fit starts from `params`. Where that does not reach GOOD_SCORE, other starts (`_starts`) are fitted
-    too, from the coarsest level and from the next, and the best fit stands. `changes`
+    The fit starts from `params`. Where that does not reach GOOD_SCORE (or changes the estimate's changes on views
+    largely saturated, SEARCH_SATURATED), other starts (`_starts`) are fitted too, from the coarsest level and from the next, and the best fit stands. `changes`
     (displacement, rotation, scaling: whether each is present; default `changes_present(params)`): where the
     fit's differ, or no fit is found, the fit held to them stands unless the free fit scores LABEL_MARGIN
     better (`Alignment.held`)."""
@@ -545,7 +553,8 @@ def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float],
         return (score, p) if overlap >= MIN_OVERLAP else None
 
     best = kept(_fit(levels, start))
-    if best is None or best[0] < GOOD_SCORE:
+    clipped = max(float(_saturated(view).mean()) for view in (view_a, view_b)) >= SEARCH_SATURATED
+    if best is None or best[0] < GOOD_SCORE or (clipped and changes_present(_to_params(best[1])) != changes):
         for p0, searched in _starts(view_a, view_b, start, levels[0]):
             # From the coarsest level, and from the next (the coarsest can pull a start out of its basin).
             for chain in (levels, levels[1:]):

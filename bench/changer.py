@@ -55,7 +55,6 @@ def summary(predictions: list[zoo.Prediction], truth: np.ndarray, labels: np.nda
             names: tuple[str, ...]) -> dict[str, object]:
     """Errors over the pairs where that change is present (as the card's test metrics), and over all pairs."""
     params = np.array([[p.params[k] for k in ("shift_x", "shift_y", "angle", "scale")] for p in predictions])
-    predicted = np.array([names.index(p.label) for p in predictions])
     present = np.stack([np.hypot(truth[:, 0], truth[:, 1]) > 0, truth[:, 2] != 0, truth[:, 3] != 1], axis=1)
     out: dict[str, object] = {}
     column = {"shift": 0, "angle_deg": 1, "log_scale": 2}
@@ -66,8 +65,13 @@ def summary(predictions: list[zoo.Prediction], truth: np.ndarray, labels: np.nda
     for key, values in per_pair.items():
         out[f"median_{key}_error_all_pairs"] = float(np.median(values))
         out[f"p90_{key}_error_all_pairs"] = float(np.percentile(values, 90))
-    out.update(label_figures(predicted == labels, labels, names))
+    out.update(label_figures(correct_labels(predictions, labels, names), labels, names))
     return out
+
+
+def correct_labels(predictions: list[zoo.Prediction], labels: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Per pair: whether the predicted label is the true one."""
+    return np.array([names.index(p.label) for p in predictions]) == labels
 
 
 def label_figures(correct: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> dict[str, object]:
@@ -81,7 +85,7 @@ def by_outcome(predictions: list[zoo.Prediction], labels: np.ndarray, names: tup
     """Label accuracy over the pairs where the alignment held (refined) and over those where the network's
     estimate stands (fallback), with their counts."""
     held = np.array([bool(p.refined) for p in predictions])
-    correct = np.array([names.index(p.label) for p in predictions]) == labels
+    correct = correct_labels(predictions, labels, names)
     return {name: {"pairs": int(mask.sum()), "label_accuracy": float(correct[mask].mean()) if mask.any() else None}
             for name, mask in (("refined", held), ("fallback", ~held))}
 
@@ -138,13 +142,13 @@ def by_content(network: list[zoo.Prediction], refined: list[zoo.Prediction], lab
                names: tuple[str, ...], blank: np.ndarray) -> dict[str, object]:
     """Label figures of the network alone and refined, over the pairs where both views show something and over
     those where one is blank (`blank_views`: no pixels can tell the change there)."""
+    correct = {key: correct_labels(predictions, labels, names)
+               for key, predictions in (("network", network), ("refined", refined))}
     out: dict[str, object] = {"blank_std": BLANK_STD}
     for name, mask in (("both_views_show_content", ~blank), ("a_view_blank", blank)):
         entry: dict[str, object] = {"pairs": int(mask.sum())}
         if mask.any():
-            for key, predictions in (("network", network), ("refined", refined)):
-                correct = np.array([names.index(p.label) for p in predictions]) == labels
-                entry[key] = label_figures(correct[mask], labels[mask], names)
+            entry.update({key: label_figures(right[mask], labels[mask], names) for key, right in correct.items()})
         out[name] = entry
     return out
 

@@ -85,11 +85,11 @@ DAMPING_TRIES = 6
 #: background past 255 (or a dark one below 0) flattens its edges in B, and a fit then trades scale for shift to
 #: match them (a rotation fitted as a rotation and a zoom out). A level leaves out A's points whose B sample is
 #: more than SATURATED_REACH saturated (B's saturated pixels, blurred as the level blurs B); a coarse level with
-#: too few other points is passed over. Chosen on validation pairs, not the test pairs: on the 32,000 pairs of `python -m
-#: bench.changer --split val --large 0` seeds 11-14, and the 16,000 of `--source caltech101` seeds 21 and 22
-#: (photographs, many on white), leaving them in labelled 65 and 53 pairs wrong; leaving them out 62 and 45
-#: (reach 0.3: 44 of the Caltech pairs, 0.8: 45); leaving out A's saturated points too, 47 of the Caltech pairs
-#: and more of the others (32 against 28 on seeds 11 and 12).
+#: too few other points is passed over. Chosen on validation pairs, not the test pairs: on the 32,000 pairs of
+#: `python -m bench.changer --split val --large 0` seeds 11-14, and the 16,000 of `--source caltech101` seeds 21
+#: and 22 (photographs, many on white), leaving them in labelled 65 and 53 pairs wrong; leaving them out 62 and
+#: 45 (reach 0.3: 44 of the Caltech pairs, 0.8: 45); leaving out A's saturated points too, 47 of the Caltech
+#: pairs and more of the others (32 against 28 on seeds 11 and 12).
 SATURATED = (5.0, 250.0)
 SATURATED_REACH = 0.5
 #: Least texture (`_texture`: the grey levels' standard deviation over the overlap, of A and of aligned B,
@@ -288,13 +288,13 @@ def _halved(image: np.ndarray) -> np.ndarray:
     return 0.25 * (image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2])
 
 
-def _level(a: np.ndarray, b: np.ndarray, sigma: float, scale: float = 1.0) -> _Level:
+def _level(a: np.ndarray, b: np.ndarray, saturated_b: np.ndarray, sigma: float, scale: float = 1.0) -> _Level:
     """The blur level σ (pixels of the views' side) for parameters of scale `scale`: the view the scale magnifies
     blurred by σ times it (SCALE_STEP), built on views halved while they keep at least SAMPLED_SIDE pixels a side
     and both σ at least 2 pixels: a coarse level of large views costs no more than one of SAMPLED_SIDE-pixel views
-    (positions are fractions of the side, so levels of any side mix)."""
+    (positions are fractions of the side, so levels of any side mix). `saturated_b`: `_saturated(b)`, halved with
+    B (a clipped pixel counts as its share of the block)."""
     sigma_a, sigma_b = sigma * max(1.0, 1.0 / scale), sigma * max(1.0, scale)
-    saturated_b = _saturated(b)  # at full resolution: halving would average a clipped pixel away
     while a.shape[0] % 2 == 0 and a.shape[0] // 2 >= SAMPLED_SIDE and min(sigma_a, sigma_b) >= 4:
         a, b, sigma_a, sigma_b = _halved(a), _halved(b), sigma_a / 2, sigma_b / 2
         saturated_b = _halved(saturated_b)
@@ -307,12 +307,13 @@ class _ScaledLevel:
 
     def __init__(self, a: np.ndarray, b: np.ndarray, sigma: float) -> None:
         self.a, self.b, self.sigma = a, b, sigma
+        self.saturated_b = _saturated(b)  # once for every scale built
         self.built: dict[int, _Level] = {}
 
     def __call__(self, p: np.ndarray) -> _Level:
         step = round(math.log(math.hypot(p[0], p[1])) / SCALE_STEP)
         if step not in self.built:
-            self.built[step] = _level(self.a, self.b, self.sigma, math.exp(step * SCALE_STEP))
+            self.built[step] = _level(self.a, self.b, self.saturated_b, self.sigma, math.exp(step * SCALE_STEP))
         return self.built[step]
 
 
@@ -333,8 +334,9 @@ def _correlation(level: _Level, p: np.ndarray, points: np.ndarray) -> float | No
 
 
 def _score(level: _Level, p: np.ndarray) -> tuple[float, float]:
-    """(score, overlap) of parameters `p` at `level`: the overlap is the smaller of the fractions of A and of B
-    that the other view shows (of B: A's fraction times s², where s < 1 shrinks A into part of B)."""
+    """(score, overlap) of parameters `p` at `level`: the score is the correlation over A's points inside B,
+    less those whose B sample is saturated (`_Level.unsaturated`); the overlap is the smaller of the fractions of A
+    and of B that the other view shows (of B: A's fraction times s², where s < 1 shrinks A into part of B)."""
     inside = level.inside(p)
     overlap = float(inside.mean()) * min(1.0, float(p[0] ** 2 + p[1] ** 2))
     score = _correlation(level, p, level.unsaturated(p, inside))
@@ -422,8 +424,8 @@ def _fit(levels: Sequence[_ScaledLevel], p: np.ndarray, changes: Sequence[bool] 
     """Damped Gauss–Newton from `p` through the levels, coarse to fine (the last fitted to STEP_TOLERANCE); a step
     that would leave SCALE_BOUNDS is refused like one that lowers the correlation; a coarse level whose points are
     all but saturated (SATURATED) is passed over. None where fewer than 16 points remain, the system is singular, or
-    the last level does not converge. `changes` (displacement, rotation,
-    scaling): fit only those, the others held where `p` has them (`_held`); None: all four parameters free."""
+    the last level does not converge. `changes` (displacement, rotation, scaling): fit only those, the others held
+    where `p` has them (`_held`); None: all four parameters free."""
     if changes is not None and not any(changes):
         return p
     try:
@@ -531,10 +533,10 @@ def align(view_a: np.ndarray, view_b: np.ndarray, params: dict[str, float],
     fails, scores worse or rests on an overlap flatter than MIN_TEXTURE (see the module's docstring).
 
     The fit starts from `params`. Where that does not reach GOOD_SCORE (or changes the estimate's changes on views
-    largely saturated, SEARCH_SATURATED), other starts (`_starts`) are fitted too, from the coarsest level and from the next, and the best fit stands. `changes`
-    (displacement, rotation, scaling: whether each is present; default `changes_present(params)`): where the
-    fit's differ, or no fit is found, the fit held to them stands unless the free fit scores LABEL_MARGIN
-    better (`Alignment.held`)."""
+    largely saturated, SEARCH_SATURATED), other starts (`_starts`) are fitted too, from the coarsest level and from
+    the next, and the best fit stands. `changes` (displacement, rotation, scaling: whether each is present; default
+    `changes_present(params)`): where the fit's differ, or no fit is found, the fit held to them stands unless the
+    free fit scores LABEL_MARGIN better (`Alignment.held`)."""
     view_a = np.asarray(view_a, dtype=np.float64)
     view_b = np.asarray(view_b, dtype=np.float64)
     if view_a.ndim != 2 or view_a.shape != view_b.shape or view_a.shape[0] != view_a.shape[1]:
